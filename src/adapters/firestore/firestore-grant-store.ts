@@ -1,0 +1,58 @@
+import type { DocumentData, Firestore } from '@google-cloud/firestore';
+import { BrokerError, isBrokerError } from '../../domain/broker-error';
+import type { GrantRecord } from '../../domain/grant';
+import type { GrantMutation, GrantStore } from '../../domain/ports';
+import { grantFromDocument, grantToDocument } from './grant-document';
+
+/**
+ * Grants in Firestore: one document per user in one collection, the
+ * document ID being the (already validated) Google account ID.
+ */
+export class FirestoreGrantStore implements GrantStore {
+  /**
+   * @param db a Firestore client (built in the composition root)
+   * @param collection collection holding one document per user
+   */
+  constructor(
+    private readonly db: Firestore,
+    private readonly collection: string,
+  ) {}
+
+  async get(userId: string): Promise<GrantRecord | undefined> {
+    try {
+      const snapshot = await this.doc(userId).get();
+      return snapshot.exists ? grantFromDocument(userId, snapshot.data() as DocumentData) : undefined;
+    } catch (err: unknown) {
+      throw storeError(err);
+    }
+  }
+
+  async update(userId: string, mutate: GrantMutation): Promise<{ before: GrantRecord | undefined; after: GrantRecord | undefined }> {
+    const ref = this.doc(userId);
+    try {
+      // The SDK retries the transaction on contention (ABORTED), running the
+      // mutation again on fresh data; the mutation is pure, so that is safe.
+      return await this.db.runTransaction(async (tx) => {
+        const snapshot = await tx.get(ref);
+        const before = snapshot.exists ? grantFromDocument(userId, snapshot.data() as DocumentData) : undefined;
+        const after = mutate(before);
+        if (after === undefined) return { before, after: before };
+        tx.set(ref, grantToDocument(after));
+        return { before, after };
+      });
+    } catch (err: unknown) {
+      throw storeError(err);
+    }
+  }
+
+  private doc(userId: string) {
+    return this.db.collection(this.collection).doc(userId);
+  }
+}
+
+/** Our own errors (from the mutation or the document codec) pass; Firestore's become STORE_UNAVAILABLE. */
+function storeError(err: unknown): unknown {
+  if (isBrokerError(err)) return err;
+  return new BrokerError('STORE_UNAVAILABLE', 'the token store is unavailable', { cause: err });
+}
+

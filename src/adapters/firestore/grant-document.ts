@@ -1,0 +1,84 @@
+import { Timestamp, type DocumentData } from '@google-cloud/firestore';
+import type { SealedBox } from '../../crypto/sealed-box';
+import { BrokerError } from '../../domain/broker-error';
+import type { GrantRecord, GrantStatus, Profile } from '../../domain/grant';
+
+/** Schema version written into every document, for later migrations. */
+const SCHEMA_VERSION = 1;
+
+/**
+ * The Firestore shape of a grant. Field names are snake_case as stored;
+ * the refresh token is only ever a sealed box (key ID, nonce, ciphertext).
+ */
+export function grantToDocument(grant: GrantRecord): DocumentData {
+  const doc: DocumentData = {
+    schema: SCHEMA_VERSION,
+    user_id: grant.userId,
+    profile: {
+      email: grant.profile.email,
+      email_verified: grant.profile.emailVerified,
+      name: grant.profile.name,
+      picture_url: grant.profile.pictureUrl,
+      locale: grant.profile.locale,
+      given_name: grant.profile.givenName,
+      family_name: grant.profile.familyName,
+      hosted_domain: grant.profile.hostedDomain,
+    },
+    scopes: grant.scopes,
+    refresh_token: {
+      key_id: grant.refreshToken.keyId,
+      iv: grant.refreshToken.iv,
+      ciphertext: grant.refreshToken.ciphertext,
+    },
+    status: grant.status,
+    created_at: Timestamp.fromMillis(grant.createdAt),
+    updated_at: Timestamp.fromMillis(grant.updatedAt),
+  };
+  if (grant.deadReason !== undefined) doc.dead_reason = grant.deadReason;
+  return doc;
+}
+
+/** Reads a stored grant back; a document that does not fit the schema is STORED_DATA_UNREADABLE. */
+export function grantFromDocument(userId: string, doc: DocumentData): GrantRecord {
+  const profile = (doc.profile ?? {}) as DocumentData;
+  const sealed = (doc.refresh_token ?? {}) as DocumentData;
+  if (
+    doc.user_id !== userId ||
+    !Array.isArray(doc.scopes) ||
+    (doc.status !== 'ACTIVE' && doc.status !== 'REAUTH_REQUIRED') ||
+    typeof sealed.key_id !== 'string' ||
+    !Buffer.isBuffer(sealed.iv) ||
+    !Buffer.isBuffer(sealed.ciphertext) ||
+    !(doc.created_at instanceof Timestamp) ||
+    !(doc.updated_at instanceof Timestamp)
+  ) {
+    throw new BrokerError('STORED_DATA_UNREADABLE', 'the stored grant does not match the expected schema');
+  }
+  const refreshToken: SealedBox = { keyId: sealed.key_id, iv: sealed.iv, ciphertext: sealed.ciphertext };
+  const grant: GrantRecord = {
+    userId,
+    profile: readProfile(userId, profile),
+    scopes: (doc.scopes as unknown[]).filter((s): s is string => typeof s === 'string'),
+    refreshToken,
+    status: doc.status as GrantStatus,
+    createdAt: doc.created_at.toMillis(),
+    updatedAt: doc.updated_at.toMillis(),
+  };
+  if (typeof doc.dead_reason === 'string') grant.deadReason = doc.dead_reason;
+  return grant;
+}
+
+function readProfile(userId: string, p: DocumentData): Profile {
+  const text = (v: unknown) => (typeof v === 'string' ? v : '');
+  return {
+    userId,
+    email: text(p.email),
+    emailVerified: p.email_verified === true,
+    name: text(p.name),
+    pictureUrl: text(p.picture_url),
+    locale: text(p.locale),
+    givenName: text(p.given_name),
+    familyName: text(p.family_name),
+    hostedDomain: text(p.hosted_domain),
+  };
+}

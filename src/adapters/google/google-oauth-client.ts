@@ -1,0 +1,208 @@
+import { OAuth2Client } from 'google-auth-library';
+import { GaxiosError, type GaxiosOptions } from 'gaxios';
+import { BrokerError } from '../../domain/broker-error';
+import type { Clock } from '../../domain/clock';
+import { OAuthError, type GoogleOAuth, type IdentityClaims, type TokenSet } from '../../domain/ports';
+import { parseScopeString } from '../../domain/scopes';
+import type { GoogleEndpoints } from './google-endpoints';
+
+/** Settings of {@link GoogleOAuthClient}. */
+export interface GoogleOAuthClientOptions {
+  /** The server OAuth client (from Google's client_secret JSON). */
+  clientId: string;
+  clientSecret: string;
+  endpoints: GoogleEndpoints;
+  /** Per-attempt timeout of a token endpoint call. */
+  timeoutMs: number;
+  /** Extra attempts after a 5xx, 429 or network failure. */
+  retries: number;
+  clock: Clock;
+}
+
+/** Fields of a token endpoint success response (RFC 6749 section 5.1). */
+interface TokenResponse {
+  access_token?: unknown;
+  expires_in?: unknown;
+  scope?: unknown;
+  refresh_token?: unknown;
+  id_token?: unknown;
+}
+
+/**
+ * Talks to Google's OAuth endpoints through google-auth-library: its
+ * OAuth2Client verifies ID tokens (fetching and caching the certs), and its
+ * HTTP transport carries token requests. Token requests are built here
+ * because the library's refresh cannot narrow scopes and stamps expiry with
+ * the wall clock instead of the injected one.
+ *
+ * Nothing from a library error reaches our errors: gaxios errors hold the
+ * request form (code, client secret) and ID-token errors quote the token.
+ */
+export class GoogleOAuthClient implements GoogleOAuth {
+  private readonly client: OAuth2Client;
+
+  constructor(private readonly options: GoogleOAuthClientOptions) {
+    this.client = new OAuth2Client({
+      clientId: options.clientId,
+      clientSecret: options.clientSecret,
+      endpoints: {
+        oauth2TokenUrl: options.endpoints.tokenUrl,
+        oauth2RevokeUrl: options.endpoints.revokeUrl,
+        oauth2FederatedSignonPemCertsUrl: options.endpoints.certsUrl,
+      },
+      issuers: [...options.endpoints.issuers],
+    });
+  }
+
+  exchangeCode(code: string, redirectUri: string): Promise<TokenSet> {
+    // Mobile apps have no redirect URI and Google expects it sent empty.
+    return this.postToken({ grant_type: 'authorization_code', code, redirect_uri: redirectUri });
+  }
+
+  refresh(refreshToken: string, scopes?: readonly string[]): Promise<TokenSet> {
+    const form: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
+    if (scopes && scopes.length > 0) form.scope = scopes.join(' ');
+    return this.postToken(form);
+  }
+
+  async verifyIdToken(idToken: string): Promise<IdentityClaims> {
+    let payload;
+    try {
+      const ticket = await this.client.verifyIdToken({ idToken, audience: this.options.clientId });
+      payload = ticket.getPayload();
+    } catch (err: unknown) {
+      // The certs endpoint failing is Google being unavailable, not a bad token.
+      if (err instanceof GaxiosError) throw upstreamUnavailable('fetching Google\'s ID token certificates failed', err);
+      throw new BrokerError('INVALID_ID_TOKEN', 'the ID token failed verification', {
+        cause: new Error(`ID token check failed: ${idTokenFailureKind(err)}`),
+      });
+    }
+    if (!payload || typeof payload.sub !== 'string') {
+      throw new BrokerError('INVALID_ID_TOKEN', 'the ID token has no subject');
+    }
+    return {
+      sub: payload.sub,
+      azp: payload.azp,
+      email: payload.email,
+      emailVerified: payload.email_verified,
+      name: payload.name,
+      picture: payload.picture,
+      locale: payload.locale,
+      givenName: payload.given_name,
+      familyName: payload.family_name,
+      hostedDomain: payload.hd,
+    };
+  }
+
+  private async postToken(form: Record<string, string>): Promise<TokenSet> {
+    const body = new URLSearchParams({
+      ...form,
+      client_id: this.options.clientId,
+      client_secret: this.options.clientSecret,
+    });
+    const request: GaxiosOptions = {
+      method: 'POST',
+      url: this.options.endpoints.tokenUrl,
+      data: body,
+      timeout: this.options.timeoutMs,
+      responseType: 'text',
+      retry: this.options.retries > 0,
+      retryConfig: {
+        retry: this.options.retries,
+        noResponseRetries: this.options.retries,
+        httpMethodsToRetry: ['POST'],
+        // 400/401 answers (invalid_grant, invalid_client) are final; only
+        // throttling and server errors are worth another attempt.
+        statusCodesToRetry: [
+          [429, 429],
+          [500, 599],
+        ],
+      },
+    };
+    let text: string;
+    try {
+      const res = await this.client.transporter.request<string>(request);
+      text = res.data;
+    } catch (err: unknown) {
+      throw oauthErrorFrom(err);
+    }
+    return this.parseTokenResponse(text);
+  }
+
+  private parseTokenResponse(text: string): TokenSet {
+    let json: TokenResponse;
+    try {
+      json = JSON.parse(text) as TokenResponse;
+    } catch {
+      throw upstreamUnavailable('Google\'s token endpoint returned a body that is not JSON');
+    }
+    if (typeof json !== 'object' || json === null || typeof json.access_token !== 'string' || json.access_token === '') {
+      throw upstreamUnavailable('Google\'s token endpoint returned no access token');
+    }
+    const expiresIn = typeof json.expires_in === 'number' ? json.expires_in : Number(json.expires_in);
+    if (!Number.isFinite(expiresIn) || expiresIn <= 0) {
+      throw upstreamUnavailable('Google\'s token endpoint returned no usable expires_in');
+    }
+    return {
+      accessToken: json.access_token,
+      expiresAt: this.options.clock.now() + expiresIn * 1000,
+      scopes: parseScopeString(typeof json.scope === 'string' ? json.scope : undefined),
+      refreshToken: typeof json.refresh_token === 'string' && json.refresh_token !== '' ? json.refresh_token : undefined,
+      idToken: typeof json.id_token === 'string' && json.id_token !== '' ? json.id_token : undefined,
+    };
+  }
+}
+
+/**
+ * Turns a failed token request into an OAuthError when Google answered with
+ * an OAuth error body (4xx), else into UPSTREAM_UNAVAILABLE.
+ */
+function oauthErrorFrom(err: unknown): Error {
+  if (err instanceof GaxiosError && err.response) {
+    const status = err.response.status;
+    const data = parseErrorBody(err.response.data);
+    if (status >= 400 && status < 500 && status !== 429 && typeof data?.error === 'string') {
+      return new OAuthError(data.error, status, typeof data.error_subtype === 'string' ? data.error_subtype : undefined);
+    }
+    return upstreamUnavailable(`Google's token endpoint answered HTTP ${status}`);
+  }
+  return upstreamUnavailable('Google\'s token endpoint could not be reached', err);
+}
+
+function parseErrorBody(data: unknown): { error?: unknown; error_subtype?: unknown } | undefined {
+  if (typeof data === 'string') {
+    try {
+      return JSON.parse(data) as { error?: unknown };
+    } catch {
+      return undefined;
+    }
+  }
+  return typeof data === 'object' && data !== null ? (data as { error?: unknown }) : undefined;
+}
+
+/** UPSTREAM_UNAVAILABLE whose cause keeps only the transport error's code, never its request. */
+function upstreamUnavailable(message: string, err?: unknown): BrokerError {
+  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
+  return new BrokerError('UPSTREAM_UNAVAILABLE', message, {
+    cause: code === undefined ? undefined : new Error(`transport error ${String(code)}`),
+  });
+}
+
+/**
+ * Names which ID-token check failed, from google-auth-library's message
+ * prefixes; the messages themselves quote the token and are dropped.
+ */
+function idTokenFailureKind(err: unknown): string {
+  const message = err instanceof Error ? err.message : '';
+  const kinds: Array<[RegExp, string]> = [
+    [/^Invalid token signature/, 'signature'],
+    [/^No pem found/, 'unknown key id'],
+    [/^Token used too late/, 'expired'],
+    [/^Token used too early/, 'not yet valid'],
+    [/^Wrong recipient/, 'audience'],
+    [/^Invalid issuer/, 'issuer'],
+    [/^Wrong number of segments|^Can't parse token/, 'malformed'],
+  ];
+  for (const [pattern, kind] of kinds) if (pattern.test(message)) return kind;
+  return 'other';
+}

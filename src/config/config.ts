@@ -1,0 +1,172 @@
+import { GOOGLE_ENDPOINTS, type GoogleEndpoints } from '../adapters/google/google-endpoints';
+import { isSecretRef } from '../adapters/secrets/secret-source';
+import { LOG_LEVELS, type LogLevel } from '../observability/logger';
+
+/** Everything the service reads from its environment, validated. */
+export interface Config {
+  /** gRPC listen address and port (Cloud Run sets PORT). */
+  host: string;
+  port: number;
+  projectId: string;
+  firestore: {
+    databaseId: string;
+    collection: string;
+    /** host:port of the Firestore emulator; unset in production. */
+    emulatorHost?: string;
+  };
+  secrets: {
+    /** Reference to Google's client_secret_*.json of the server OAuth client. */
+    oauthClientRef: string;
+    /** Reference to the encryption keyset JSON. */
+    keysetRef: string;
+    /** host:port of a plaintext Secret Manager endpoint (local testing only). */
+    secretManagerEndpoint?: string;
+    timeoutMs: number;
+  };
+  google: GoogleEndpoints & { timeoutMs: number; retries: number };
+  allowedAppClientIds: string[];
+  tokens: {
+    defaultMinTtlMs: number;
+    maxMinTtlMs: number;
+    maxCachedTokens: number;
+    profileCacheTtlMs: number;
+  };
+  logLevel: LogLevel;
+  /** How long in-flight calls may finish after SIGTERM before they are cut. */
+  shutdownGraceMs: number;
+}
+
+/** A setting is missing or malformed; the message names it and what was expected. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Reads and validates the configuration from `env` (process.env in main;
+ * tests pass their own). Throws ConfigError naming the first bad setting.
+ * The README's configuration table documents every setting and default.
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const read = new EnvReader(env);
+  const config: Config = {
+    host: read.string('TOKENBROKER_LISTEN_HOST', '0.0.0.0'),
+    port: read.integer('PORT', 8080, 0, 65535),
+    projectId: read.required('GOOGLE_CLOUD_PROJECT', /^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, 'a Google Cloud project ID'),
+    firestore: {
+      databaseId: read.string('TOKENBROKER_FIRESTORE_DATABASE', '(default)'),
+      collection: read.matching('TOKENBROKER_FIRESTORE_COLLECTION', 'tokenbroker_grants', /^[A-Za-z0-9_-]{1,100}$/, 'a collection ID of letters, digits, _ and -'),
+      emulatorHost: read.optional('FIRESTORE_EMULATOR_HOST', /^[^\s/:]+:\d{1,5}$/, 'host:port'),
+    },
+    secrets: {
+      oauthClientRef: read.secretRef('TOKENBROKER_OAUTH_CLIENT_SECRET'),
+      keysetRef: read.secretRef('TOKENBROKER_ENCRYPTION_KEYSET'),
+      secretManagerEndpoint: read.optional('TOKENBROKER_SECRET_MANAGER_ENDPOINT', /^[^\s/:]+:\d{1,5}$/, 'host:port'),
+      timeoutMs: read.integer('TOKENBROKER_SECRET_TIMEOUT_MS', 10_000, 100, 120_000),
+    },
+    google: {
+      tokenUrl: read.url('TOKENBROKER_GOOGLE_TOKEN_URL', GOOGLE_ENDPOINTS.tokenUrl),
+      revokeUrl: read.url('TOKENBROKER_GOOGLE_REVOKE_URL', GOOGLE_ENDPOINTS.revokeUrl),
+      certsUrl: read.url('TOKENBROKER_GOOGLE_CERTS_URL', GOOGLE_ENDPOINTS.certsUrl),
+      issuers: read.list('TOKENBROKER_ID_TOKEN_ISSUERS', GOOGLE_ENDPOINTS.issuers),
+      timeoutMs: read.integer('TOKENBROKER_UPSTREAM_TIMEOUT_MS', 10_000, 100, 60_000),
+      retries: read.integer('TOKENBROKER_UPSTREAM_RETRIES', 2, 0, 5),
+    },
+    allowedAppClientIds: read.list('TOKENBROKER_ALLOWED_APP_CLIENT_IDS', []),
+    tokens: {
+      defaultMinTtlMs: read.integer('TOKENBROKER_DEFAULT_MIN_TTL_SECONDS', 300, 0, 3300) * 1000,
+      maxMinTtlMs: read.integer('TOKENBROKER_MAX_MIN_TTL_SECONDS', 3300, 0, 3500) * 1000,
+      maxCachedTokens: read.integer('TOKENBROKER_MAX_CACHED_TOKENS', 100_000, 1, 10_000_000),
+      profileCacheTtlMs: read.integer('TOKENBROKER_PROFILE_CACHE_TTL_SECONDS', 60, 0, 3600) * 1000,
+    },
+    logLevel: read.oneOf('TOKENBROKER_LOG_LEVEL', 'info', LOG_LEVELS),
+    shutdownGraceMs: read.integer('TOKENBROKER_SHUTDOWN_GRACE_MS', 8000, 0, 60_000),
+  };
+  if (config.tokens.defaultMinTtlMs > config.tokens.maxMinTtlMs) {
+    throw new ConfigError('TOKENBROKER_DEFAULT_MIN_TTL_SECONDS must not exceed TOKENBROKER_MAX_MIN_TTL_SECONDS');
+  }
+  return config;
+}
+
+/** Typed, validating accessors over an environment map. */
+class EnvReader {
+  constructor(private readonly env: Readonly<Record<string, string | undefined>>) {}
+
+  private raw(name: string): string | undefined {
+    const value = this.env[name]?.trim();
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  string(name: string, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  required(name: string, pattern: RegExp, expected: string): string {
+    const value = this.raw(name);
+    if (value === undefined) throw new ConfigError(`${name} is required: set it to ${expected}`);
+    if (!pattern.test(value)) throw new ConfigError(`${name} must be ${expected}`);
+    return value;
+  }
+
+  matching(name: string, fallback: string, pattern: RegExp, expected: string): string {
+    const value = this.raw(name) ?? fallback;
+    if (!pattern.test(value)) throw new ConfigError(`${name} must be ${expected}`);
+    return value;
+  }
+
+  optional(name: string, pattern: RegExp, expected: string): string | undefined {
+    const value = this.raw(name);
+    if (value !== undefined && !pattern.test(value)) throw new ConfigError(`${name} must be ${expected}`);
+    return value;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) {
+      throw new ConfigError(`${name} must be a whole number from ${min} to ${max}`);
+    }
+    return n;
+  }
+
+  url(name: string, fallback: string): string {
+    const value = this.raw(name) ?? fallback;
+    let parsed: URL;
+    try {
+      parsed = new URL(value);
+    } catch {
+      throw new ConfigError(`${name} must be an absolute http(s) URL`);
+    }
+    if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+      throw new ConfigError(`${name} must be an absolute http(s) URL`);
+    }
+    return value;
+  }
+
+  list(name: string, fallback: readonly string[]): string[] {
+    const value = this.raw(name);
+    if (value === undefined) return [...fallback];
+    return value
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0);
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const value = this.raw(name) ?? fallback;
+    if (!(allowed as readonly string[]).includes(value)) {
+      throw new ConfigError(`${name} must be one of ${allowed.join(', ')}`);
+    }
+    return value as T;
+  }
+
+  secretRef(name: string): string {
+    const value = this.raw(name);
+    if (value === undefined || !isSecretRef(value)) {
+      throw new ConfigError(
+        `${name} must name a secret: projects/PROJECT/secrets/NAME/versions/VERSION (Secret Manager) or file:PATH (local development)`,
+      );
+    }
+    return value;
+  }
+}

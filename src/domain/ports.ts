@@ -1,0 +1,82 @@
+import type { GrantRecord } from './grant';
+
+/**
+ * Decides the next state of one grant from the current one (undefined when
+ * none is stored). Returning undefined leaves the store untouched. It may run
+ * more than once (store transactions retry), so it must not do I/O.
+ */
+export type GrantMutation = (current: GrantRecord | undefined) => GrantRecord | undefined;
+
+/** Where grants live (Firestore in production). Failures throw BrokerError STORE_UNAVAILABLE. */
+export interface GrantStore {
+  /** The stored grant, or undefined. */
+  get(userId: string): Promise<GrantRecord | undefined>;
+  /**
+   * Reads the grant and writes what `mutate` returns, atomically. Errors the
+   * mutation throws propagate unchanged. Resolves with the state before and after.
+   */
+  update(userId: string, mutate: GrantMutation): Promise<{ before: GrantRecord | undefined; after: GrantRecord | undefined }>;
+}
+
+/** What a Google token endpoint returned, with times made absolute. */
+export interface TokenSet {
+  accessToken: string;
+  /** Milliseconds since the epoch. */
+  expiresAt: number;
+  /** Sorted scopes the access token carries. */
+  scopes: string[];
+  /** Present only when Google issued one (consent, or rotation on refresh). */
+  refreshToken?: string;
+  idToken?: string;
+}
+
+/** Claims of a verified Google ID token that TokenBroker uses. */
+export interface IdentityClaims {
+  sub: string;
+  azp?: string;
+  email?: string;
+  emailVerified?: boolean;
+  name?: string;
+  picture?: string;
+  locale?: string;
+  givenName?: string;
+  familyName?: string;
+  hostedDomain?: string;
+}
+
+/**
+ * Google's OAuth endpoints. Implementations throw {@link OAuthError} for
+ * errors Google answered and BrokerError UPSTREAM_UNAVAILABLE for the rest.
+ */
+export interface GoogleOAuth {
+  /** Exchanges a one-time authorization code. */
+  exchangeCode(code: string, redirectUri: string): Promise<TokenSet>;
+  /** Gets a new access token; `scopes` narrows it to a subset of the grant. */
+  refresh(refreshToken: string, scopes?: readonly string[]): Promise<TokenSet>;
+  /**
+   * Verifies an ID token's signature, issuer, audience (our server client ID)
+   * and expiry. Throws BrokerError INVALID_ID_TOKEN. The azp check is the caller's.
+   */
+  verifyIdToken(idToken: string): Promise<IdentityClaims>;
+}
+
+/**
+ * An error response of Google's token endpoint (RFC 6749 section 5.2), with
+ * only the error code kept: descriptions are Google's and may change.
+ */
+export class OAuthError extends Error {
+  override readonly name = 'OAuthError';
+
+  /**
+   * @param oauthCode the `error` field, e.g. invalid_grant
+   * @param status the HTTP status
+   * @param subtype Google's `error_subtype` when present (e.g. invalid_rapt)
+   */
+  constructor(
+    readonly oauthCode: string,
+    readonly status: number,
+    readonly subtype?: string,
+  ) {
+    super(`Google OAuth answered ${status} ${oauthCode}${subtype ? ` (${subtype})` : ''}`);
+  }
+}

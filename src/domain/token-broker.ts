@@ -1,0 +1,340 @@
+import type { Logger } from '../observability/logger';
+import { Sealer } from '../crypto/sealer';
+import { AccessTokenCache, type CachedToken } from './access-token-cache';
+import { BrokerError } from './broker-error';
+import type { Clock } from './clock';
+import type { GrantRecord, Profile } from './grant';
+import { OAuthError, type GoogleOAuth, type GrantStore, type IdentityClaims, type TokenSet } from './ports';
+import { ProfileCache } from './profile-cache';
+import { missingScopes, normalizeScopes } from './scopes';
+import { SingleFlight } from './single-flight';
+import { checkUserId } from './user-id';
+
+/** Tunables of {@link TokenBroker}; every default is set in config. */
+export interface TokenBrokerOptions {
+  /** App (iOS/Android/web) client IDs allowed as the ID token's `azp`; empty allows any. */
+  allowedAppClientIds: readonly string[];
+  /** min_ttl when a caller sets none. */
+  defaultMinTtlMs: number;
+  /** Largest min_ttl honoured; larger requests are capped to it (Google tokens live 1 h). */
+  maxMinTtlMs: number;
+  /** How long GetProfile answers from memory. */
+  profileCacheTtlMs: number;
+  /** Bound on cached access tokens per process. */
+  maxCachedTokens: number;
+}
+
+/** Everything {@link TokenBroker} talks to, passed in by the composition root. */
+export interface TokenBrokerDeps {
+  store: GrantStore;
+  oauth: GoogleOAuth;
+  sealer: Sealer;
+  clock: Clock;
+  logger: Logger;
+}
+
+/** Result of {@link TokenBroker.exchangeCode}. */
+export interface ExchangeResult {
+  userId: string;
+  profile: Profile;
+  grantedScopes: string[];
+  /** True when this exchange stored the user for the first time. */
+  created: boolean;
+}
+
+/** Result of {@link TokenBroker.getAccessToken}. */
+export type AccessToken = CachedToken;
+
+const MAX_AUTH_CODE_LENGTH = 2048;
+const MAX_REDIRECT_URI_LENGTH = 2048;
+const REFRESH_TOKEN_FIELD = 'refresh_token';
+
+/**
+ * The broker's domain logic: exchanging codes into stored grants and serving
+ * access tokens from them. Knows nothing of gRPC; every failure is a BrokerError.
+ */
+export class TokenBroker {
+  private readonly tokens: AccessTokenCache;
+  private readonly profiles: ProfileCache;
+  private readonly refreshes = new SingleFlight<CachedToken>();
+
+  constructor(
+    private readonly deps: TokenBrokerDeps,
+    private readonly options: TokenBrokerOptions,
+  ) {
+    this.tokens = new AccessTokenCache(deps.clock, options.maxCachedTokens);
+    this.profiles = new ProfileCache(deps.clock, options.profileCacheTtlMs);
+  }
+
+  /**
+   * Exchanges a one-time server auth code at Google, verifies the ID token and
+   * stores the grant. A response without a refresh token keeps the stored one;
+   * with none stored the user must consent again (CONSENT_REQUIRED).
+   */
+  async exchangeCode(authCode: string, redirectUri: string): Promise<ExchangeResult> {
+    if (authCode.length === 0 || authCode.length > MAX_AUTH_CODE_LENGTH) {
+      throw new BrokerError('INVALID_REQUEST', `auth_code must be 1 to ${MAX_AUTH_CODE_LENGTH} characters`, {
+        metadata: { field: 'auth_code' },
+      });
+    }
+    if (redirectUri.length > MAX_REDIRECT_URI_LENGTH) {
+      throw new BrokerError('INVALID_REQUEST', `redirect_uri must be at most ${MAX_REDIRECT_URI_LENGTH} characters`, {
+        metadata: { field: 'redirect_uri' },
+      });
+    }
+    const tokens = await this.deps.oauth.exchangeCode(authCode, redirectUri).catch((err: unknown) => {
+      // invalid_grant on a code exchange means the code is used, expired,
+      // unknown or issued for another redirect URI: the caller's input is bad.
+      if (err instanceof OAuthError && err.oauthCode === 'invalid_grant') {
+        throw new BrokerError('INVALID_AUTH_CODE', 'the auth code is invalid, expired or already used', { cause: err });
+      }
+      throw mapCommonOAuthError(err);
+    });
+    if (!tokens.idToken) {
+      throw new BrokerError('INVALID_ID_TOKEN', 'Google returned no ID token: the sign-in must request the openid scope');
+    }
+    const claims = await this.deps.oauth.verifyIdToken(tokens.idToken);
+    this.checkAuthorizedParty(claims);
+    const userId = checkUserId(claims.sub);
+    const profile = profileFromClaims(claims);
+    const sealed = tokens.refreshToken
+      ? this.deps.sealer.seal(tokens.refreshToken, Sealer.context(userId, REFRESH_TOKEN_FIELD))
+      : undefined;
+    const now = this.deps.clock.now();
+
+    const { before, after } = await this.deps.store.update(userId, (current) => {
+      if (sealed) {
+        return {
+          userId,
+          profile,
+          scopes: tokens.scopes,
+          refreshToken: sealed,
+          status: 'ACTIVE',
+          createdAt: current?.createdAt ?? now,
+          updatedAt: now,
+        };
+      }
+      // Google sends a refresh token only when the user saw the consent
+      // screen; a later sign-in carries none, and the stored grant stays.
+      if (!current || current.status !== 'ACTIVE') {
+        throw new BrokerError(
+          'CONSENT_REQUIRED',
+          'Google granted no refresh token and none is stored: sign the user in again with the consent prompt',
+        );
+      }
+      return { ...current, profile, updatedAt: now };
+    });
+    const stored = after as GrantRecord;
+    this.tokens.deleteUser(userId);
+    this.profiles.set(stored.profile);
+    if (sealed) {
+      // The exchange's access token covers the whole new grant: keep it so
+      // the first GetAccessToken needs no refresh.
+      this.tokens.set(AccessTokenCache.key(userId, []), {
+        accessToken: tokens.accessToken,
+        expiresAt: tokens.expiresAt,
+        scopes: tokens.scopes,
+      });
+    }
+    this.deps.logger.info({ event: 'grant_stored', userId, created: !before, newRefreshToken: !!sealed }, 'grant stored');
+    return { userId, profile: stored.profile, grantedScopes: stored.scopes, created: !before };
+  }
+
+  /**
+   * Returns an access token for `userId` valid for at least `minTtlMs`
+   * (default from options, capped at maxMinTtlMs), carrying exactly
+   * `scopes` (empty: the whole grant). Served from memory while fresh;
+   * otherwise one refresh per user and scope set is shared by concurrent calls.
+   */
+  async getAccessToken(userId: string, scopes: readonly string[], minTtlMs?: number): Promise<AccessToken> {
+    checkUserId(userId);
+    const wanted = normalizeScopes(scopes);
+    if (minTtlMs !== undefined && (!Number.isFinite(minTtlMs) || minTtlMs < 0)) {
+      throw new BrokerError('INVALID_REQUEST', 'min_ttl must not be negative', { metadata: { field: 'min_ttl' } });
+    }
+    const ttl = Math.min(minTtlMs ?? this.options.defaultMinTtlMs, this.options.maxMinTtlMs);
+    const key = AccessTokenCache.key(userId, wanted);
+    const cached = this.tokens.get(key, ttl);
+    if (cached) return cached;
+    // A refresh started for a shorter min_ttl may hand back a token that does
+    // not last long enough for this caller; fresh tokens live ~1 h and ttl is
+    // capped below that, so the shared result always satisfies it.
+    return this.refreshes.run(key, () => this.refresh(userId, wanted, key));
+  }
+
+  /** Returns the stored profile of `userId` (briefly cached), or USER_NOT_FOUND. */
+  async getProfile(userId: string): Promise<Profile> {
+    checkUserId(userId);
+    const cached = this.profiles.get(userId);
+    if (cached) return cached;
+    const grant = await this.deps.store.get(userId);
+    if (!grant) throw userNotFound();
+    this.profiles.set(grant.profile);
+    return grant.profile;
+  }
+
+  private async refresh(userId: string, wanted: string[], key: string): Promise<CachedToken> {
+    let grant = await this.loadActiveGrant(userId);
+    const missing = missingScopes(wanted, grant.scopes);
+    if (missing.length > 0) {
+      throw new BrokerError('SCOPE_NOT_GRANTED', 'the user has not granted every requested scope', {
+        metadata: { missingScopes: missing.join(' ') },
+      });
+    }
+    const context = Sealer.context(userId, REFRESH_TOKEN_FIELD);
+    // Asking for the whole grant sends no scope parameter; a subset narrows
+    // the token to what the caller asked for.
+    const narrowTo = wanted.length > 0 && wanted.length < grant.scopes.length ? wanted : undefined;
+    let tokens: TokenSet;
+    try {
+      tokens = await this.deps.oauth.refresh(this.deps.sealer.open(grant.refreshToken, context), narrowTo);
+    } catch (err: unknown) {
+      if (!(err instanceof OAuthError && err.oauthCode === 'invalid_grant')) throw mapCommonOAuthError(err);
+      // invalid_grant on refresh is permanent (revoked, expired, password
+      // change, session policy): record the grant as dead unless another
+      // sign-in replaced the refresh token meanwhile.
+      const { after } = await this.deps.store.update(userId, (current) =>
+        current && current.status === 'ACTIVE' && sameBox(current, grant)
+          ? { ...current, status: 'REAUTH_REQUIRED', deadReason: err.subtype ?? err.oauthCode, updatedAt: this.deps.clock.now() }
+          : undefined,
+      );
+      this.tokens.deleteUser(userId);
+      if (after && after.status === 'ACTIVE' && !sameBox(after, grant)) {
+        grant = after;
+        return this.refreshWith(grant, wanted, key, narrowTo, context);
+      }
+      this.deps.logger.warn({ event: 'grant_dead', userId, reason: err.subtype ?? err.oauthCode }, 'refresh token rejected by Google');
+      throw reauthRequired(err);
+    }
+    return this.keep(userId, grant, tokens, wanted, key, context);
+  }
+
+  private async refreshWith(
+    grant: GrantRecord,
+    wanted: string[],
+    key: string,
+    narrowTo: string[] | undefined,
+    context: string,
+  ): Promise<CachedToken> {
+    const tokens = await this.deps.oauth.refresh(this.deps.sealer.open(grant.refreshToken, context), narrowTo).catch((err: unknown) => {
+      if (err instanceof OAuthError && err.oauthCode === 'invalid_grant') throw reauthRequired(err);
+      throw mapCommonOAuthError(err);
+    });
+    return this.keep(grant.userId, grant, tokens, wanted, key, context);
+  }
+
+  /** Persists what a refresh changed (rotated refresh token, new profile), then caches the token. */
+  private async keep(
+    userId: string,
+    grant: GrantRecord,
+    tokens: TokenSet,
+    wanted: string[],
+    key: string,
+    context: string,
+  ): Promise<CachedToken> {
+    const rotated = tokens.refreshToken ? this.deps.sealer.seal(tokens.refreshToken, context) : undefined;
+    const profile = tokens.idToken ? await this.profileFromRefresh(tokens.idToken, userId) : undefined;
+    if (rotated || profile) {
+      // A rotated refresh token must be stored before we answer: the old one
+      // may already be dead at Google.
+      await this.deps.store.update(userId, (current) => {
+        if (!current) return undefined;
+        const next: GrantRecord = { ...current, updatedAt: this.deps.clock.now() };
+        if (rotated && sameBox(current, grant)) next.refreshToken = rotated;
+        if (profile) next.profile = profile;
+        return next;
+      });
+      if (profile) this.profiles.set(profile);
+    }
+    const token: CachedToken = {
+      accessToken: tokens.accessToken,
+      expiresAt: tokens.expiresAt,
+      scopes: tokens.scopes.length > 0 ? tokens.scopes : wanted.length > 0 ? wanted : grant.scopes,
+    };
+    this.tokens.set(key, token);
+    return token;
+  }
+
+  /** A fresh ID token in a refresh response updates the profile; a bad one is logged and ignored. */
+  private async profileFromRefresh(idToken: string, userId: string): Promise<Profile | undefined> {
+    try {
+      const claims = await this.deps.oauth.verifyIdToken(idToken);
+      if (claims.sub !== userId) {
+        this.deps.logger.error({ event: 'id_token_subject_mismatch', userId }, 'refresh returned an ID token for another subject');
+        return undefined;
+      }
+      return profileFromClaims(claims);
+    } catch (err: unknown) {
+      this.deps.logger.warn({ event: 'refresh_id_token_rejected', userId, code: errorCode(err) }, 'ignored an unverifiable ID token from a refresh');
+      return undefined;
+    }
+  }
+
+  private async loadActiveGrant(userId: string): Promise<GrantRecord> {
+    const grant = await this.deps.store.get(userId);
+    if (!grant) throw userNotFound();
+    if (grant.status !== 'ACTIVE') {
+      throw new BrokerError('REAUTH_REQUIRED', 'the user must sign in again: Google no longer accepts the stored grant', {
+        metadata: { deadReason: grant.deadReason ?? 'unknown' },
+      });
+    }
+    return grant;
+  }
+
+  private checkAuthorizedParty(claims: IdentityClaims): void {
+    const allowed = this.options.allowedAppClientIds;
+    if (allowed.length === 0) return;
+    // google-auth-library checks aud but not azp: azp names the app the user
+    // signed in to, and only our own apps may hand us their users' codes.
+    if (!claims.azp || !allowed.includes(claims.azp)) {
+      throw new BrokerError('INVALID_ID_TOKEN', 'the ID token was issued to an app client this service does not accept');
+    }
+  }
+}
+
+function profileFromClaims(claims: IdentityClaims): Profile {
+  return {
+    userId: claims.sub,
+    email: claims.email ?? '',
+    emailVerified: claims.emailVerified ?? false,
+    name: claims.name ?? '',
+    pictureUrl: claims.picture ?? '',
+    locale: claims.locale ?? '',
+    givenName: claims.givenName ?? '',
+    familyName: claims.familyName ?? '',
+    hostedDomain: claims.hostedDomain ?? '',
+  };
+}
+
+function sameBox(a: GrantRecord, b: GrantRecord): boolean {
+  return a.refreshToken.keyId === b.refreshToken.keyId && a.refreshToken.ciphertext.equals(b.refreshToken.ciphertext);
+}
+
+function userNotFound(): BrokerError {
+  return new BrokerError('USER_NOT_FOUND', 'no grant is stored for this user');
+}
+
+function reauthRequired(cause: OAuthError): BrokerError {
+  return new BrokerError('REAUTH_REQUIRED', 'the user must sign in again: Google no longer accepts the stored grant', {
+    metadata: { deadReason: cause.subtype ?? cause.oauthCode },
+    cause,
+  });
+}
+
+/** Maps OAuth errors shared by every grant type; anything else passes through. */
+function mapCommonOAuthError(err: unknown): unknown {
+  if (!(err instanceof OAuthError)) return err;
+  // invalid_client / unauthorized_client mean our own client ID or secret is
+  // wrong: nothing the caller can fix, so it must not look like their error.
+  if (err.oauthCode === 'invalid_client' || err.oauthCode === 'unauthorized_client') {
+    return new BrokerError('OAUTH_CLIENT_REJECTED', 'Google rejected this service\'s OAuth client credentials', { cause: err });
+  }
+  if (err.oauthCode === 'invalid_scope') {
+    return new BrokerError('SCOPE_NOT_GRANTED', 'Google refused the requested scopes for this grant', { cause: err });
+  }
+  return new BrokerError('UPSTREAM_UNAVAILABLE', 'Google\'s token endpoint returned an unexpected error', { cause: err });
+}
+
+function errorCode(err: unknown): string {
+  return err instanceof BrokerError ? err.code : err instanceof Error ? err.name : 'unknown';
+}

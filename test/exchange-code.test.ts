@@ -1,0 +1,87 @@
+import { status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { expectGrpcError, SIGN_IN_SCOPES, TestStack } from './support/stack';
+
+describe('ExchangeCode', () => {
+  let stack: TestStack;
+  before(async () => {
+    stack = await TestStack.start();
+  });
+  after(async () => {
+    await stack.close();
+  });
+  afterEach(() => stack.google.clearFaults());
+
+  it('creates the user, returns the profile and stores the grant', async () => {
+    const user = stack.newUser({ hostedDomain: 'example.com' });
+    const res = await stack.signIn(user);
+    expect(res.userId).to.equal(user.sub);
+    expect(res.created).to.equal(true);
+    expect(res.grantedScopes).to.deep.equal([...SIGN_IN_SCOPES].sort());
+    expect(res.profile).to.deep.equal({
+      userId: user.sub,
+      email: user.email,
+      emailVerified: true,
+      name: 'Test User',
+      pictureUrl: user.picture,
+      locale: 'en',
+      givenName: 'Test',
+      familyName: 'User',
+      hostedDomain: 'example.com',
+    });
+    const doc = await stack.rawDocument(user.sub);
+    expect(doc).to.include({ user_id: user.sub, status: 'ACTIVE' });
+    expect(doc?.scopes).to.deep.equal([...SIGN_IN_SCOPES].sort());
+  });
+
+  it('stores the refresh token only sealed: no clear token anywhere in the document', async () => {
+    const user = stack.newUser();
+    await stack.signIn(user);
+    const raw = await stack.rawDocument(user.sub);
+    const sealed = raw?.refresh_token as { key_id: string; iv: Buffer; ciphertext: Buffer };
+    expect(sealed.key_id).to.equal('k1');
+    expect(sealed.iv).to.have.length(12);
+    const refreshTokens = stack.google.issuedSecrets().filter((s) => s.startsWith('1//'));
+    expect(refreshTokens).to.not.be.empty;
+    const dump = JSON.stringify(raw, (_k, v: unknown) =>
+      v && typeof v === 'object' && (v as { type?: unknown }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString('latin1') : v,
+    );
+    for (const token of refreshTokens) {
+      expect(dump).to.not.include(token);
+      expect(dump).to.not.include(token.slice(3));
+    }
+  });
+
+  it('keeps the stored refresh token when a later sign-in brings none', async () => {
+    const user = stack.newUser();
+    await stack.signIn(user);
+    const before = await stack.rawDocument(user.sub);
+    const again = await stack.signIn(user, { consent: false });
+    expect(again.created).to.equal(false);
+    const after = await stack.rawDocument(user.sub);
+    expect(after?.refresh_token).to.deep.equal(before?.refresh_token);
+    // The kept grant still refreshes.
+    stack.clock.advance(2 * 3600_000);
+    const token = await stack.client.getAccessToken({ userId: user.sub });
+    expect(token.accessToken).to.match(/^ya29\./);
+  });
+
+  it('replaces the refresh token when a consented sign-in brings a new one', async () => {
+    const user = stack.newUser();
+    await stack.signIn(user);
+    const before = await stack.rawDocument(user.sub);
+    const again = await stack.signIn(user, { consent: true });
+    expect(again.created).to.equal(false);
+    const after = await stack.rawDocument(user.sub);
+    expect(after?.refresh_token).to.not.deep.equal(before?.refresh_token);
+  });
+
+  it('answers CONSENT_REQUIRED when Google grants no refresh token and none is stored', async () => {
+    const user = stack.newUser();
+    // The user consented before, but the stored grant is gone (deleted by an operator).
+    await stack.signIn(user);
+    await stack.db.collection(stack.collection).doc(user.sub).delete();
+    await expectGrpcError(stack.signIn(user, { consent: false }), status.FAILED_PRECONDITION, 'CONSENT_REQUIRED');
+    expect(await stack.rawDocument(user.sub)).to.equal(undefined);
+  });
+});
