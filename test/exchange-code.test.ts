@@ -42,7 +42,7 @@ describe('ExchangeCode', () => {
     expect(sealed.key_id).to.equal('k1');
     expect(sealed.iv).to.have.length(12);
     const refreshTokens = stack.google.issuedSecrets().filter((s) => s.startsWith('1//'));
-    expect(refreshTokens).to.not.be.empty;
+    expect(refreshTokens.length).to.be.greaterThan(0);
     const dump = JSON.stringify(raw, (_k, v: unknown) =>
       v && typeof v === 'object' && (v as { type?: unknown }).type === 'Buffer' ? Buffer.from((v as { data: number[] }).data).toString('latin1') : v,
     );

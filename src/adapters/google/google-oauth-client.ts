@@ -4,6 +4,7 @@ import { BrokerError } from '../../domain/broker-error';
 import type { Clock } from '../../domain/clock';
 import { OAuthError, type GoogleOAuth, type IdentityClaims, type TokenSet } from '../../domain/ports';
 import { parseScopeString } from '../../domain/scopes';
+import { GoogleCerts } from './google-certs';
 import type { GoogleEndpoints } from './google-endpoints';
 
 /** Settings of {@link GoogleOAuthClient}. */
@@ -30,8 +31,8 @@ interface TokenResponse {
 
 /**
  * Talks to Google's OAuth endpoints through google-auth-library: its
- * OAuth2Client verifies ID tokens (fetching and caching the certs), and its
- * HTTP transport carries token requests. Token requests are built here
+ * OAuth2Client checks ID tokens against keys {@link GoogleCerts} caches, and
+ * its HTTP transport carries token requests. Token requests are built here
  * because the library's refresh cannot narrow scopes and stamps expiry with
  * the wall clock instead of the injected one.
  *
@@ -40,6 +41,7 @@ interface TokenResponse {
  */
 export class GoogleOAuthClient implements GoogleOAuth {
   private readonly client: OAuth2Client;
+  private readonly certs: GoogleCerts;
 
   constructor(private readonly options: GoogleOAuthClientOptions) {
     this.client = new OAuth2Client({
@@ -51,6 +53,13 @@ export class GoogleOAuthClient implements GoogleOAuth {
         oauth2FederatedSignonPemCertsUrl: options.endpoints.certsUrl,
       },
       issuers: [...options.endpoints.issuers],
+    });
+    this.certs = new GoogleCerts(this.client, {
+      url: options.endpoints.certsUrl,
+      timeoutMs: options.timeoutMs,
+      defaultMaxAgeMs: 5 * 60_000,
+      minRefetchIntervalMs: 30_000,
+      clock: options.clock,
     });
   }
 
@@ -66,16 +75,19 @@ export class GoogleOAuthClient implements GoogleOAuth {
   }
 
   async verifyIdToken(idToken: string): Promise<IdentityClaims> {
+    const certs = await this.certs.current();
     let payload;
     try {
-      const ticket = await this.client.verifyIdToken({ idToken, audience: this.options.clientId });
-      payload = ticket.getPayload();
+      payload = await this.verifyWith(certs, idToken);
     } catch (err: unknown) {
-      // The certs endpoint failing is Google being unavailable, not a bad token.
-      if (err instanceof GaxiosError) throw upstreamUnavailable('fetching Google\'s ID token certificates failed', err);
-      throw new BrokerError('INVALID_ID_TOKEN', 'the ID token failed verification', {
-        cause: new Error(`ID token check failed: ${idTokenFailureKind(err)}`),
-      });
+      const kind = idTokenFailureKind(err);
+      const refetched = kind === 'unknown key id' ? await this.certs.refetchForUnknownKey() : undefined;
+      if (!refetched) throw invalidIdToken(kind);
+      try {
+        payload = await this.verifyWith(refetched, idToken);
+      } catch (again: unknown) {
+        throw invalidIdToken(idTokenFailureKind(again));
+      }
     }
     if (!payload || typeof payload.sub !== 'string') {
       throw new BrokerError('INVALID_ID_TOKEN', 'the ID token has no subject');
@@ -92,6 +104,12 @@ export class GoogleOAuthClient implements GoogleOAuth {
       familyName: payload.family_name,
       hostedDomain: payload.hd,
     };
+  }
+
+  /** Checks signature, iss, aud (our client ID) and iat/exp with the library's verifier. */
+  private async verifyWith(certs: Record<string, string>, idToken: string) {
+    const ticket = await this.client.verifySignedJwtWithCertsAsync(idToken, certs, this.options.clientId, [...this.options.endpoints.issuers]);
+    return ticket.getPayload();
   }
 
   private async postToken(form: Record<string, string>): Promise<TokenSet> {
@@ -186,6 +204,11 @@ function upstreamUnavailable(message: string, err?: unknown): BrokerError {
   return new BrokerError('UPSTREAM_UNAVAILABLE', message, {
     cause: code === undefined ? undefined : new Error(`transport error ${String(code)}`),
   });
+}
+
+/** INVALID_ID_TOKEN whose cause names the failed check; the library's message quotes the token and is dropped. */
+function invalidIdToken(kind: string): BrokerError {
+  return new BrokerError('INVALID_ID_TOKEN', 'the ID token failed verification', { cause: new Error(`ID token check failed: ${kind}`) });
 }
 
 /**

@@ -1,0 +1,87 @@
+import type { OAuth2Client } from 'google-auth-library';
+import { GaxiosError } from 'gaxios';
+import { BrokerError } from '../../domain/broker-error';
+import type { Clock } from '../../domain/clock';
+
+/** Settings of {@link GoogleCerts}. */
+export interface GoogleCertsOptions {
+  /** Google's ID-token signing keys in its PEM map format (`{kid: pem}`). */
+  url: string;
+  /** Per-attempt timeout of a fetch. */
+  timeoutMs: number;
+  /** Kept this long when the response has no cache-control max-age. */
+  defaultMaxAgeMs: number;
+  /** Least time between two fetches forced by an unknown key ID, so forged kids cannot make us hammer Google. */
+  minRefetchIntervalMs: number;
+  clock: Clock;
+}
+
+/**
+ * Google's ID-token signing keys, cached for the max-age Google sends.
+ * Unlike google-auth-library's own cache, a token signed by a key we have
+ * not seen yet triggers one early refetch (rate-limited): Google starts
+ * signing with a new key while old copies of the key list are still cached.
+ */
+export class GoogleCerts {
+  private certs: Record<string, string> | undefined;
+  private expiresAt = 0;
+  private fetchedAt = Number.NEGATIVE_INFINITY;
+  private inFlight: Promise<Record<string, string>> | undefined;
+
+  /** @param client the OAuth2Client whose HTTP transport carries the fetch */
+  constructor(
+    private readonly client: OAuth2Client,
+    private readonly options: GoogleCertsOptions,
+  ) {}
+
+  /** The key map, fetched when missing or past its max-age. */
+  async current(): Promise<Record<string, string>> {
+    if (this.certs && this.options.clock.now() < this.expiresAt) return this.certs;
+    return this.fetch();
+  }
+
+  /**
+   * Fetches again because a token named a key ID we lack; returns undefined
+   * when the last fetch is too recent for another.
+   */
+  async refetchForUnknownKey(): Promise<Record<string, string> | undefined> {
+    if (this.options.clock.now() - this.fetchedAt < this.options.minRefetchIntervalMs) return undefined;
+    return this.fetch();
+  }
+
+  private fetch(): Promise<Record<string, string>> {
+    this.inFlight ??= this.load().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private async load(): Promise<Record<string, string>> {
+    let res;
+    try {
+      res = await this.client.transporter.request<unknown>({
+        url: this.options.url,
+        method: 'GET',
+        timeout: this.options.timeoutMs,
+        responseType: 'json',
+        retry: true,
+        retryConfig: { retry: 1, noResponseRetries: 1, statusCodesToRetry: [[500, 599]] },
+      });
+    } catch (err: unknown) {
+      const detail = err instanceof GaxiosError && err.response ? `HTTP ${err.response.status}` : 'no response';
+      throw new BrokerError('UPSTREAM_UNAVAILABLE', 'Google\'s ID token certificates could not be fetched', {
+        cause: new Error(`certs fetch failed: ${detail}`),
+      });
+    }
+    const body = res.data;
+    if (typeof body !== 'object' || body === null || Object.values(body).some((v) => typeof v !== 'string')) {
+      throw new BrokerError('UPSTREAM_UNAVAILABLE', 'Google\'s ID token certificates came back malformed');
+    }
+    const now = this.options.clock.now();
+    const maxAge = /max-age=(\d+)/.exec(res.headers.get('cache-control') ?? '')?.[1];
+    this.certs = body as Record<string, string>;
+    this.fetchedAt = now;
+    this.expiresAt = now + (maxAge === undefined ? this.options.defaultMaxAgeMs : Number(maxAge) * 1000);
+    return this.certs;
+  }
+}
