@@ -20,7 +20,16 @@ export function captureLogs(sink?: string[]): Writable {
   });
 }
 
-/** The issued secrets that occur in `text`. */
+/** Prefixes Google puts before the random part of its credentials. */
+const CREDENTIAL_PREFIX = /^(ya29\.|1\/\/|4\/0|GOCSPX-)/;
+
+/**
+ * The issued secrets that occur in `text`, whole or as their random part
+ * without Google's prefix (so a log that trimmed the prefix still counts).
+ */
 export function leakedSecrets(text: string): string[] {
-  return [...issuedSecrets].filter((secret) => secret.length >= 8 && text.includes(secret));
+  return [...issuedSecrets].filter((secret) => {
+    const body = secret.replace(CREDENTIAL_PREFIX, '');
+    return (secret.length >= 8 && text.includes(secret)) || (body.length >= 16 && text.includes(body.slice(0, 24)));
+  });
 }
