@@ -49,7 +49,7 @@ describe('user_id validation', () => {
         clock: { now: () => 0 },
         logger: untouchable('logger'),
       },
-      { allowedAppClientIds: [], defaultMinTtlMs: 300_000, maxMinTtlMs: 3_300_000, profileCacheTtlMs: 0, maxCachedTokens: 10 },
+      { allowedAppClientIds: [], defaultMinTtlMs: 300_000, maxMinTtlMs: 3_300_000, profileCacheTtlMs: 0, maxCachedUsers: 10 },
     );
 
     it('refuses every malformed user_id before touching the store, Google or the keys', async () => {

@@ -28,7 +28,7 @@ export interface Config {
   tokens: {
     defaultMinTtlMs: number;
     maxMinTtlMs: number;
-    maxCachedTokens: number;
+    maxCachedUsers: number;
     profileCacheTtlMs: number;
   };
   logLevel: LogLevel;
@@ -75,7 +75,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     tokens: {
       defaultMinTtlMs: read.integer('TOKENBROKER_DEFAULT_MIN_TTL_SECONDS', 300, 0, 3300) * 1000,
       maxMinTtlMs: read.integer('TOKENBROKER_MAX_MIN_TTL_SECONDS', 3300, 0, 3500) * 1000,
-      maxCachedTokens: read.integer('TOKENBROKER_MAX_CACHED_TOKENS', 100_000, 1, 10_000_000),
+      maxCachedUsers: read.integer('TOKENBROKER_MAX_CACHED_USERS', 100_000, 1, 10_000_000),
       profileCacheTtlMs: read.integer('TOKENBROKER_PROFILE_CACHE_TTL_SECONDS', 60, 0, 3600) * 1000,
     },
     logLevel: read.oneOf('TOKENBROKER_LOG_LEVEL', 'info', LOG_LEVELS),

@@ -9,57 +9,65 @@ export interface CachedToken {
 }
 
 /**
- * In-process cache of access tokens by user and scope set. Bounded: when
- * full, the oldest entry goes. Entries past expiry are dropped on read.
+ * In-process cache of access tokens, per user and per scope set. Bounded by
+ * users: when full, the user touched least recently goes. Entries past
+ * expiry are dropped on read.
  */
 export class AccessTokenCache {
-  private readonly entries = new Map<string, CachedToken>();
+  /** user ID -> scope key -> token; Map order doubles as recency order. */
+  private readonly users = new Map<string, Map<string, CachedToken>>();
 
   /**
    * @param clock time source
-   * @param maxEntries bound on entries (a few hundred bytes each)
+   * @param maxUsers bound on users held (a few hundred bytes each)
    */
   constructor(
     private readonly clock: Clock,
-    private readonly maxEntries: number,
+    private readonly maxUsers: number,
   ) {}
 
-  /** The cache key for a user and a normalized scope list (empty = the whole grant). */
-  static key(userId: string, scopes: readonly string[]): string {
-    return scopes.length === 0 ? userId : `${userId} ${scopes.join(' ')}`;
+  /** The key of a normalized scope list within a user's entries ('' = the whole grant). */
+  static scopeKey(scopes: readonly string[]): string {
+    return scopes.join(' ');
   }
 
-  /** The token under `key` if it stays valid for at least `minTtlMs`. */
-  get(key: string, minTtlMs: number): CachedToken | undefined {
-    const entry = this.entries.get(key);
-    if (!entry) return undefined;
+  /** The token of `userId` for `scopeKey` if it stays valid for at least `minTtlMs`. */
+  get(userId: string, scopeKey: string, minTtlMs: number): CachedToken | undefined {
+    const entries = this.users.get(userId);
+    const entry = entries?.get(scopeKey);
+    if (!entries || !entry) return undefined;
     const remaining = entry.expiresAt - this.clock.now();
     if (remaining <= 0) {
-      this.entries.delete(key);
+      entries.delete(scopeKey);
+      if (entries.size === 0) this.users.delete(userId);
       return undefined;
     }
     return remaining >= minTtlMs ? entry : undefined;
   }
 
-  /** Stores a token, evicting the oldest entry when full. */
-  set(key: string, token: CachedToken): void {
-    this.entries.delete(key);
-    if (this.entries.size >= this.maxEntries) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) this.entries.delete(oldest.value);
+  /** Stores a token, evicting the least recently stored user when full. */
+  set(userId: string, scopeKey: string, token: CachedToken): void {
+    let entries = this.users.get(userId);
+    if (entries) {
+      this.users.delete(userId);
+    } else {
+      entries = new Map();
+      if (this.users.size >= this.maxUsers) {
+        const oldest = this.users.keys().next();
+        if (!oldest.done) this.users.delete(oldest.value);
+      }
     }
-    this.entries.set(key, token);
+    entries.set(scopeKey, token);
+    this.users.set(userId, entries);
   }
 
-  /** Drops every token of `userId` (its grant died or changed). */
+  /** Drops every token of `userId` (its grant died or was replaced). */
   deleteUser(userId: string): void {
-    for (const key of this.entries.keys()) {
-      if (key === userId || key.startsWith(`${userId} `)) this.entries.delete(key);
-    }
+    this.users.delete(userId);
   }
 
-  /** Number of cached tokens. */
+  /** Number of users with cached tokens. */
   get size(): number {
-    return this.entries.size;
+    return this.users.size;
   }
 }

@@ -20,8 +20,8 @@ export interface TokenBrokerOptions {
   maxMinTtlMs: number;
   /** How long GetProfile answers from memory. */
   profileCacheTtlMs: number;
-  /** Bound on cached access tokens per process. */
-  maxCachedTokens: number;
+  /** Bound on users whose access tokens are cached per process. */
+  maxCachedUsers: number;
 }
 
 /** Everything {@link TokenBroker} talks to, passed in by the composition root. */
@@ -62,7 +62,7 @@ export class TokenBroker {
     private readonly deps: TokenBrokerDeps,
     private readonly options: TokenBrokerOptions,
   ) {
-    this.tokens = new AccessTokenCache(deps.clock, options.maxCachedTokens);
+    this.tokens = new AccessTokenCache(deps.clock, options.maxCachedUsers);
     this.profiles = new ProfileCache(deps.clock, options.profileCacheTtlMs);
   }
 
@@ -125,12 +125,13 @@ export class TokenBroker {
       return { ...current, profile, updatedAt: now };
     });
     const stored = after as GrantRecord;
-    this.tokens.deleteUser(userId);
     this.profiles.set(stored.profile);
     if (sealed) {
-      // The exchange's access token covers the whole new grant: keep it so
-      // the first GetAccessToken needs no refresh.
-      this.tokens.set(AccessTokenCache.key(userId, []), {
+      // A new grant replaces the old one (its scopes may differ). Its access
+      // token covers the whole grant: keep it so the first GetAccessToken
+      // needs no refresh.
+      this.tokens.deleteUser(userId);
+      this.tokens.set(userId, AccessTokenCache.scopeKey([]), {
         accessToken: tokens.accessToken,
         expiresAt: tokens.expiresAt,
         scopes: tokens.scopes,
@@ -153,13 +154,13 @@ export class TokenBroker {
       throw new BrokerError('INVALID_REQUEST', 'min_ttl must not be negative', { metadata: { field: 'min_ttl' } });
     }
     const ttl = Math.min(minTtlMs ?? this.options.defaultMinTtlMs, this.options.maxMinTtlMs);
-    const key = AccessTokenCache.key(userId, wanted);
-    const cached = this.tokens.get(key, ttl);
+    const scopeKey = AccessTokenCache.scopeKey(wanted);
+    const cached = this.tokens.get(userId, scopeKey, ttl);
     if (cached) return cached;
     // A refresh started for a shorter min_ttl may hand back a token that does
     // not last long enough for this caller; fresh tokens live ~1 h and ttl is
     // capped below that, so the shared result always satisfies it.
-    return this.refreshes.run(key, () => this.refresh(userId, wanted, key));
+    return this.refreshes.run(`${userId} ${scopeKey}`, () => this.refresh(userId, wanted, scopeKey));
   }
 
   /** Returns the stored profile of `userId` (briefly cached), or USER_NOT_FOUND. */
@@ -173,7 +174,7 @@ export class TokenBroker {
     return grant.profile;
   }
 
-  private async refresh(userId: string, wanted: string[], key: string): Promise<CachedToken> {
+  private async refresh(userId: string, wanted: string[], scopeKey: string): Promise<CachedToken> {
     let grant = await this.loadActiveGrant(userId);
     const missing = missingScopes(wanted, grant.scopes);
     if (missing.length > 0) {
@@ -185,55 +186,52 @@ export class TokenBroker {
     // Asking for the whole grant sends no scope parameter; a subset narrows
     // the token to what the caller asked for.
     const narrowTo = wanted.length > 0 && wanted.length < grant.scopes.length ? wanted : undefined;
-    let tokens: TokenSet;
-    try {
-      tokens = await this.deps.oauth.refresh(this.deps.sealer.open(grant.refreshToken, context), narrowTo);
-    } catch (err: unknown) {
-      if (!(err instanceof OAuthError && err.oauthCode === 'invalid_grant')) throw mapCommonOAuthError(err);
-      // invalid_grant on refresh is permanent (revoked, expired, password
-      // change, session policy): record the grant as dead unless another
-      // sign-in replaced the refresh token meanwhile.
-      const { after } = await this.deps.store.update(userId, (current) =>
-        current && current.status === 'ACTIVE' && sameBox(current, grant)
-          ? { ...current, status: 'REAUTH_REQUIRED', deadReason: err.subtype ?? err.oauthCode, updatedAt: this.deps.clock.now() }
-          : undefined,
-      );
-      this.tokens.deleteUser(userId);
-      if (after && after.status === 'ACTIVE' && !sameBox(after, grant)) {
-        grant = after;
-        return this.refreshWith(grant, wanted, key, narrowTo, context);
+    for (let attempt = 1; ; attempt += 1) {
+      let tokens: TokenSet;
+      try {
+        tokens = await this.deps.oauth.refresh(this.deps.sealer.open(grant.refreshToken, context), narrowTo);
+      } catch (err: unknown) {
+        if (!(err instanceof OAuthError && err.oauthCode === 'invalid_grant')) throw mapCommonOAuthError(err);
+        const replacement = await this.recordDead(grant, err);
+        // A sign-in stored a new refresh token while ours was failing: use it (once).
+        if (!replacement || attempt > 1) throw reauthRequired(err);
+        grant = replacement;
+        continue;
       }
-      this.deps.logger.warn({ event: 'grant_dead', userId, reason: err.subtype ?? err.oauthCode }, 'refresh token rejected by Google');
-      throw reauthRequired(err);
+      return this.keep(grant, tokens, wanted, scopeKey, context);
     }
-    return this.keep(userId, grant, tokens, wanted, key, context);
   }
 
-  private async refreshWith(
-    grant: GrantRecord,
-    wanted: string[],
-    key: string,
-    narrowTo: string[] | undefined,
-    context: string,
-  ): Promise<CachedToken> {
-    const tokens = await this.deps.oauth.refresh(this.deps.sealer.open(grant.refreshToken, context), narrowTo).catch((err: unknown) => {
-      if (err instanceof OAuthError && err.oauthCode === 'invalid_grant') throw reauthRequired(err);
-      throw mapCommonOAuthError(err);
-    });
-    return this.keep(grant.userId, grant, tokens, wanted, key, context);
+  /**
+   * invalid_grant on refresh is permanent (revoked, expired, password change,
+   * session policy): marks the grant dead, unless a sign-in replaced its
+   * refresh token meanwhile, in which case that newer grant is returned.
+   */
+  private async recordDead(grant: GrantRecord, err: OAuthError): Promise<GrantRecord | undefined> {
+    const reason = err.subtype ?? err.oauthCode;
+    const { after } = await this.deps.store.update(grant.userId, (current) =>
+      current && current.status === 'ACTIVE' && sameBox(current, grant)
+        ? { ...current, status: 'REAUTH_REQUIRED', deadReason: reason, updatedAt: this.deps.clock.now() }
+        : undefined,
+    );
+    this.tokens.deleteUser(grant.userId);
+    if (after && after.status === 'ACTIVE' && !sameBox(after, grant)) return after;
+    this.deps.logger.warn({ event: 'grant_dead', userId: grant.userId, reason }, 'refresh token rejected by Google');
+    return undefined;
   }
 
   /** Persists what a refresh changed (rotated refresh token, new profile), then caches the token. */
   private async keep(
-    userId: string,
     grant: GrantRecord,
     tokens: TokenSet,
     wanted: string[],
-    key: string,
+    scopeKey: string,
     context: string,
   ): Promise<CachedToken> {
+    const userId = grant.userId;
     const rotated = tokens.refreshToken ? this.deps.sealer.seal(tokens.refreshToken, context) : undefined;
-    const profile = tokens.idToken ? await this.profileFromRefresh(tokens.idToken, userId) : undefined;
+    const fresh = tokens.idToken ? await this.profileFromRefresh(tokens.idToken, userId) : undefined;
+    const profile = fresh && !sameProfile(fresh, grant.profile) ? fresh : undefined;
     if (rotated || profile) {
       // A rotated refresh token must be stored before we answer: the old one
       // may already be dead at Google.
@@ -251,7 +249,7 @@ export class TokenBroker {
       expiresAt: tokens.expiresAt,
       scopes: tokens.scopes.length > 0 ? tokens.scopes : wanted.length > 0 ? wanted : grant.scopes,
     };
-    this.tokens.set(key, token);
+    this.tokens.set(userId, scopeKey, token);
     return token;
   }
 
@@ -304,6 +302,10 @@ function profileFromClaims(claims: IdentityClaims): Profile {
     familyName: claims.familyName ?? '',
     hostedDomain: claims.hostedDomain ?? '',
   };
+}
+
+function sameProfile(a: Profile, b: Profile): boolean {
+  return (Object.keys(a) as Array<keyof Profile>).every((k) => a[k] === b[k]);
 }
 
 function sameBox(a: GrantRecord, b: GrantRecord): boolean {
