@@ -150,6 +150,19 @@ describe('GetAccessToken', () => {
     expect(await stack.rawDocument(user.sub)).to.include({ status: 'REAUTH_REQUIRED' });
   });
 
+  it('uses a refresh token stored by a sign-in while the old one was being rejected, instead of marking the grant dead', async () => {
+    const user = await userWithExpiredToken();
+    stack.google.revokeUser(user.sub);
+    stack.google.injectFault({ endpoint: 'token', kind: 'delay', ms: 400 });
+    const pending = stack.client.getAccessToken({ userId: user.sub });
+    while (stack.google.stats().refreshToken === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await stack.signIn(user); // stores a new refresh token while the old one's invalid_grant is on its way
+    const token = await pending;
+    expect(token.accessToken).to.match(/^ya29\./);
+    expect(stack.google.stats().refreshToken).to.equal(2);
+    expect(await stack.rawDocument(user.sub)).to.include({ status: 'ACTIVE' });
+  });
+
   it('persists a rotated refresh token before answering and uses it next time', async () => {
     const user = await userWithExpiredToken();
     const before = await stack.rawDocument(user.sub);
