@@ -11,7 +11,7 @@ import { Sealer } from './crypto/sealer';
 import { systemClock, type Clock } from './domain/clock';
 import { TokenBroker } from './domain/token-broker';
 import { createLogger, type Logger } from './observability/logger';
-import { createGrpcServer, listen, SERVICE_NAME } from './transport/grpc-server';
+import { createGrpcServer, listen, SERVICE_NAME, shutdown } from './transport/grpc-server';
 
 /** Things tests (and only tests) replace. */
 export interface AppOverrides {
@@ -26,7 +26,7 @@ export interface RunningApp {
   port: number;
   broker: TokenBroker;
   logger: Logger;
-  /** Stops gracefully: health NOT_SERVING, drain in-flight calls up to the grace period, then close clients. */
+  /** Stops gracefully: health NOT_SERVING, drain in-flight calls up to the grace period (then cut them with UNAVAILABLE), close clients. */
   stop(): Promise<void>;
 }
 
@@ -59,7 +59,8 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     { allowedAppClientIds: config.allowedAppClientIds, ...config.tokens },
   );
 
-  const { server, health } = createGrpcServer(broker, logger);
+  const grpc = createGrpcServer(broker, logger);
+  const { server, health } = grpc;
   let port: number;
   try {
     port = await listen(server, config.host, config.port);
@@ -74,17 +75,10 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
-      health.setStatus('', 'NOT_SERVING');
-      health.setStatus(SERVICE_NAME, 'NOT_SERVING');
-      await new Promise<void>((resolve) => {
-        const cut = setTimeout(() => server.forceShutdown(), config.shutdownGraceMs);
-        server.tryShutdown(() => {
-          clearTimeout(cut);
-          resolve();
-        });
-      });
+      const started = Date.now();
+      const cut = await shutdown(grpc, config.shutdownGraceMs);
       await firestore.terminate();
-      logger.info({ event: 'stopped' }, 'TokenBroker stopped');
+      logger.info({ event: 'stopped', drainMs: Date.now() - started, callsCut: cut }, 'TokenBroker stopped');
     })();
     return stopping;
   };

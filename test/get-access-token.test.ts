@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { expectGrpcError, SIGN_IN_SCOPES, TestStack } from './support/stack';
+import { waitFor } from './support/wait-for';
 
 const DRIVE = 'https://www.googleapis.com/auth/drive.readonly';
 const HOUR = 3600_000;
@@ -155,7 +156,7 @@ describe('GetAccessToken', () => {
     stack.google.revokeUser(user.sub);
     stack.google.injectFault({ endpoint: 'token', kind: 'delay', ms: 400 });
     const pending = stack.client.getAccessToken({ userId: user.sub });
-    while (stack.google.stats().refreshToken === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await waitFor(() => stack.google.stats().refreshToken === 1, 'the refresh to reach Google');
     await stack.signIn(user); // stores a new refresh token while the old one's invalid_grant is on its way
     const token = await pending;
     expect(token.accessToken).to.match(/^ya29\./);

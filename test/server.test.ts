@@ -5,6 +5,7 @@ import path from 'node:path';
 import { checkHealth } from '../src/client/health-client';
 import { isServiceError } from '../src/client/error-info';
 import { TestStack } from './support/stack';
+import { waitFor } from './support/wait-for';
 
 type ReflectionStub = Client & {
   ServerReflectionInfo(): ClientDuplexStream<{ list_services: string }, { list_services_response?: { service: Array<{ name: string }> } }>;
@@ -29,11 +30,6 @@ async function listServices(address: string): Promise<string[]> {
   } finally {
     client.close();
   }
-}
-
-/** Resolves once `condition` holds, checking every few milliseconds (bounded by the test timeout). */
-async function waitFor(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
 describe('gRPC server', () => {
@@ -71,7 +67,7 @@ describe('gRPC server', () => {
     const user = other.newUser();
     other.google.injectFault({ endpoint: 'token', kind: 'delay', ms: 300 });
     const pending = other.signIn(user);
-    await waitFor(() => other.google.stats().token === 1); // the call is in flight inside the broker
+    await waitFor(() => other.google.stats().token === 1, 'the call to reach Google'); // in flight inside the broker
     const stopped = other.app.stop();
     expect(await checkHealth(otherAddress).catch(() => 'gone')).to.be.oneOf(['NOT_SERVING', 'gone']);
     await stopped;

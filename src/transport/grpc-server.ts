@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { TokenBroker } from '../domain/token-broker';
 import { TokenBrokerServiceService } from '../gen/tokenbroker/v1/token_broker';
 import type { Logger } from '../observability/logger';
+import { InFlightCalls } from './in-flight-calls';
 import { tokenBrokerService } from './token-broker-service';
 
 /** Fully qualified name of the service, as health checks name it. */
@@ -14,13 +15,32 @@ export const SERVICE_NAME = 'tokenbroker.v1.TokenBrokerService';
 /** The proto/ folder; two levels up from both src/transport and dist/transport. */
 const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'proto');
 
-/** Largest request we accept: our requests are a few KiB at most. */
-const MAX_RECEIVE_BYTES = 64 * 1024;
+/**
+ * Connection limits, documented in the README's "Server limits":
+ * - requests are a few KiB at most, so anything over 64 KiB is refused
+ *   (RESOURCE_EXHAUSTED) before it costs memory;
+ * - 1,000 concurrent calls per connection bound what one client can pin;
+ * - idle connections are pinged every minute and dropped after 20 s without
+ *   an answer, and closed after 5 idle minutes;
+ * - every connection is retired after 30 minutes (30 s to finish its calls)
+ *   so clients spread over new replicas after a scale-up.
+ */
+const SERVER_OPTIONS = {
+  'grpc.max_receive_message_length': 64 * 1024,
+  'grpc.max_concurrent_streams': 1000,
+  'grpc.keepalive_time_ms': 60_000,
+  'grpc.keepalive_timeout_ms': 20_000,
+  'grpc.max_connection_idle_ms': 5 * 60_000,
+  'grpc.max_connection_age_ms': 30 * 60_000,
+  'grpc.max_connection_age_grace_ms': 30_000,
+};
 
 /** A built, not yet listening, gRPC server with its health service. */
 export interface GrpcServer {
   server: Server;
   health: HealthImplementation;
+  /** Unary calls being handled, for the shutdown. */
+  inFlight: InFlightCalls;
 }
 
 /**
@@ -28,13 +48,14 @@ export interface GrpcServer {
  * until {@link listen} finishes) and server reflection.
  */
 export function createGrpcServer(broker: TokenBroker, logger: Logger): GrpcServer {
-  const server = new Server({ 'grpc.max_receive_message_length': MAX_RECEIVE_BYTES });
-  server.addService(TokenBrokerServiceService, tokenBrokerService(broker, logger));
+  const server = new Server(SERVER_OPTIONS);
+  const inFlight = new InFlightCalls();
+  server.addService(TokenBrokerServiceService, tokenBrokerService(broker, logger, inFlight));
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   const definition = loadSync(path.join(PROTO_ROOT, 'tokenbroker/v1/token_broker.proto'), { includeDirs: [PROTO_ROOT] });
   new ReflectionService(definition).addToServer(server);
-  return { server, health };
+  return { server, health, inFlight };
 }
 
 /** Binds `server` (plaintext: TLS is the mesh's or Cloud Run's) and resolves with the bound port. */
@@ -42,4 +63,28 @@ export function listen(server: Server, host: string, port: number): Promise<numb
   return new Promise((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
+}
+
+/**
+ * Stops serving like a good citizen: health goes NOT_SERVING, no new calls
+ * are accepted, calls in flight may finish for `graceMs`, and those still
+ * running then are answered UNAVAILABLE (callers retry on another replica)
+ * before the connections close. Resolves with the number of calls cut.
+ */
+export async function shutdown({ server, health, inFlight }: GrpcServer, graceMs: number): Promise<number> {
+  health.setStatus('', 'NOT_SERVING');
+  health.setStatus(SERVICE_NAME, 'NOT_SERVING');
+  let cut = 0;
+  await new Promise<void>((resolve) => {
+    const deadline = setTimeout(() => {
+      cut = inFlight.cutAll();
+      // Answers just written need a moment to flush before sockets are destroyed.
+      setTimeout(() => server.forceShutdown(), 500).unref();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(deadline);
+      resolve();
+    });
+  });
+  return cut;
 }

@@ -6,14 +6,15 @@ import type { Profile as ProfileMessage, TokenBrokerServiceServer } from '../gen
 import { describeError } from '../observability/describe-error';
 import type { Logger } from '../observability/logger';
 import { toStatus } from './error-status';
+import type { InFlightCalls } from './in-flight-calls';
 
 /**
  * The gRPC face of {@link TokenBroker}: converts messages to domain calls
  * and domain errors to statuses, and logs one line per failed call.
  */
-export function tokenBrokerService(broker: TokenBroker, logger: Logger): TokenBrokerServiceServer {
+export function tokenBrokerService(broker: TokenBroker, logger: Logger, inFlight: InFlightCalls): TokenBrokerServiceServer {
   return {
-    exchangeCode: unary('ExchangeCode', logger, async (req) => {
+    exchangeCode: unary('ExchangeCode', logger, inFlight, async (req) => {
       const result = await broker.exchangeCode(req.authCode, req.redirectUri);
       return {
         userId: result.userId,
@@ -22,23 +23,28 @@ export function tokenBrokerService(broker: TokenBroker, logger: Logger): TokenBr
         created: result.created,
       };
     }),
-    getAccessToken: unary('GetAccessToken', logger, async (req) => {
+    getAccessToken: unary('GetAccessToken', logger, inFlight, async (req) => {
       const token = await broker.getAccessToken(req.userId, req.scopes, durationMs(req.minTtl));
       return { accessToken: token.accessToken, expireTime: new Date(token.expiresAt), scopes: token.scopes };
     }),
-    getProfile: unary('GetProfile', logger, async (req) => ({
+    getProfile: unary('GetProfile', logger, inFlight, async (req) => ({
       profile: toProfileMessage(await broker.getProfile(req.userId)),
     })),
   };
 }
 
-/** Wraps a promise-returning handler: success is sent as is, errors go through {@link toStatus}. */
+/**
+ * Wraps a promise-returning handler: success is sent as is, errors go
+ * through {@link toStatus}; the call is tracked until answered.
+ */
 function unary<Req, Res>(
   method: string,
   logger: Logger,
+  inFlight: InFlightCalls,
   handle: (req: Req) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
-  return (call, callback) => {
+  return (call, rawCallback) => {
+    const callback = inFlight.track(rawCallback);
     const started = process.hrtime.bigint();
     handle(call.request).then(
       (res) => callback(null, res),
