@@ -1,6 +1,7 @@
 import { Firestore, type Settings } from '@google-cloud/firestore';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { credentials } from '@grpc/grpc-js';
+import { FirestoreExchangeLedger } from './adapters/firestore/firestore-exchange-ledger';
 import { FirestoreGrantStore } from './adapters/firestore/firestore-grant-store';
 import { GoogleOAuthClient } from './adapters/google/google-oauth-client';
 import { parseOAuthClientJson } from './adapters/secrets/oauth-client-secret';
@@ -44,6 +45,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   const broker = new TokenBroker(
     {
       store: new FirestoreGrantStore(firestore, config.firestore.collection),
+      exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock),
       oauth: new GoogleOAuthClient({
         clientId: oauthClient.clientId,
         clientSecret: oauthClient.clientSecret,

@@ -252,9 +252,10 @@ describe('CLI (tokenbroker)', function () {
       expectExit(ok, 0);
       expect(ok.stdout).to.match(new RegExp(`^user_id\\s+${user.sub}$`, 'm'));
 
+      const expired = stack.mintCode(stack.newUser(), { ttlSeconds: 0 });
       const failures = await Promise.all([
-        cli(['exchange', '--code', code, '--address', address]), // used
-        cli(['exchange', '--json', `--code=${code}`, '--address', address]),
+        cli(['exchange', '--code', expired, '--address', address]),
+        cli(['exchange', '--json', `--code=${expired}`, '--address', address]),
         cli(['exchange', code, '--address', address]), // forgot --code
         cli([code]),
         cli(['exchange', '--code', code, '--bogus']),
@@ -266,7 +267,7 @@ describe('CLI (tokenbroker)', function () {
       expect(failures[0]!.stderr.trim()).to.equal('INVALID_ARGUMENT INVALID_AUTH_CODE: the auth code is invalid, expired or already used');
       expect(json(failures[1]!)).to.have.nested.property('error.reason', 'INVALID_AUTH_CODE');
       for (const run of failures) {
-        expect(leakedSecrets(run.stdout + run.stderr), run.args.join(' ').replace(code, '<code>')).to.deep.equal([]);
+        expect(leakedSecrets(run.stdout + run.stderr), run.args.join(' ').replace(code, '<code>').replace(expired, '<expired>')).to.deep.equal([]);
       }
     });
   });

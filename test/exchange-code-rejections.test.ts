@@ -19,10 +19,11 @@ describe('ExchangeCode rejections', () => {
     expect(await stack.rawDocument(user.sub)).to.equal(undefined);
   }
 
-  it('rejects a code used twice with INVALID_AUTH_CODE', async () => {
+  it('rejects a code used twice with INVALID_AUTH_CODE once the replay window has passed', async () => {
     const user = stack.newUser();
     const code = stack.mintCode(user);
     await stack.client.exchangeCode({ authCode: code });
+    stack.clock.advance(11 * 60_000);
     await expectGrpcError(stack.client.exchangeCode({ authCode: code }), status.INVALID_ARGUMENT, 'INVALID_AUTH_CODE');
   });
 

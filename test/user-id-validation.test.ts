@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Sealer } from '../src/crypto/sealer';
 import { TokenBroker } from '../src/domain/token-broker';
-import type { GoogleOAuth, GrantStore } from '../src/domain/ports';
+import type { ExchangeLedger, GoogleOAuth, GrantStore } from '../src/domain/ports';
 import { expectGrpcError, TestStack } from './support/stack';
 
 const INVALID_USER_IDS = ['', 'a/b', '..', '__x__', '9'.repeat(300), 'abc123', '12 34', '123/../456', '-1', '１２３'];
@@ -44,12 +44,13 @@ describe('user_id validation', () => {
     const broker = new TokenBroker(
       {
         store: untouchable<GrantStore>('store'),
+        exchanges: untouchable<ExchangeLedger>('exchanges'),
         oauth: untouchable<GoogleOAuth>('oauth'),
         sealer: untouchable<Sealer>('sealer'),
         clock: { now: () => 0 },
         logger: untouchable('logger'),
       },
-      { allowedAppClientIds: [], defaultMinTtlMs: 300_000, maxMinTtlMs: 3_300_000, profileCacheTtlMs: 0, maxCachedUsers: 10 },
+      { allowedAppClientIds: [], defaultMinTtlMs: 300_000, maxMinTtlMs: 3_300_000, profileCacheTtlMs: 0, maxCachedUsers: 10, exchangeReplayWindowMs: 0, exchangePendingTimeoutMs: 1000 },
     );
 
     it('refuses every malformed user_id before touching the store, Google or the keys', async () => {

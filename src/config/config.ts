@@ -30,6 +30,8 @@ export interface Config {
     maxMinTtlMs: number;
     maxCachedUsers: number;
     profileCacheTtlMs: number;
+    exchangeReplayWindowMs: number;
+    exchangePendingTimeoutMs: number;
   };
   logLevel: LogLevel;
   /** How long in-flight calls may finish after SIGTERM before they are cut. */
@@ -77,6 +79,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       maxMinTtlMs: read.integer('TOKENBROKER_MAX_MIN_TTL_SECONDS', 3300, 0, 3500) * 1000,
       maxCachedUsers: read.integer('TOKENBROKER_MAX_CACHED_USERS', 100_000, 1, 10_000_000),
       profileCacheTtlMs: read.integer('TOKENBROKER_PROFILE_CACHE_TTL_SECONDS', 60, 0, 3600) * 1000,
+      exchangeReplayWindowMs: read.integer('TOKENBROKER_EXCHANGE_REPLAY_SECONDS', 600, 0, 3600) * 1000,
+      exchangePendingTimeoutMs: read.integer('TOKENBROKER_EXCHANGE_PENDING_SECONDS', 30, 1, 300) * 1000,
     },
     logLevel: read.oneOf('TOKENBROKER_LOG_LEVEL', 'info', LOG_LEVELS),
     shutdownGraceMs: read.integer('TOKENBROKER_SHUTDOWN_GRACE_MS', 8000, 0, 60_000),

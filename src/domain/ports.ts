@@ -80,3 +80,28 @@ export class OAuthError extends Error {
     super(`Google OAuth answered ${status} ${oauthCode}${subtype ? ` (${subtype})` : ''}`);
   }
 }
+
+/** What the ledger knows of one code (keyed by its hash, never the code). */
+export type ExchangeRecord =
+  | { state: 'PENDING'; expiresAt: number }
+  | { state: 'DONE'; userId: string; created: boolean; expiresAt: number };
+
+/**
+ * Remembers recent code exchanges by the code's hash, shared by every
+ * replica, so a retried ExchangeCode gets the first answer instead of
+ * Google's invalid_grant for a code already spent.
+ */
+export interface ExchangeLedger {
+  /**
+   * Atomically claims `codeHash` with a PENDING record valid until
+   * `pendingUntil`. Resolves undefined when the caller now owns it, or with
+   * the live record someone else holds. Expired records count as absent.
+   */
+  claim(codeHash: string, pendingUntil: number): Promise<ExchangeRecord | undefined>;
+  /** Records the outcome of an owned claim, kept until `until`. */
+  complete(codeHash: string, outcome: { userId: string; created: boolean }, until: number): Promise<void>;
+  /** Drops an owned claim whose exchange failed. */
+  release(codeHash: string): Promise<void>;
+  /** The live record of `codeHash`, if any. */
+  get(codeHash: string): Promise<ExchangeRecord | undefined>;
+}

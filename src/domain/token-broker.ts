@@ -4,7 +4,8 @@ import { AccessTokenCache, type CachedToken } from './access-token-cache';
 import { BrokerError } from './broker-error';
 import type { Clock } from './clock';
 import type { GrantRecord, Profile } from './grant';
-import { OAuthError, type GoogleOAuth, type GrantStore, type IdentityClaims, type TokenSet } from './ports';
+import { OAuthError, type ExchangeLedger, type GoogleOAuth, type GrantStore, type IdentityClaims, type TokenSet } from './ports';
+import { IdempotentExchange } from './idempotent-exchange';
 import { ProfileCache } from './profile-cache';
 import { missingScopes, normalizeScopes } from './scopes';
 import { SingleFlight } from './single-flight';
@@ -22,11 +23,16 @@ export interface TokenBrokerOptions {
   profileCacheTtlMs: number;
   /** Bound on users whose access tokens are cached per process. */
   maxCachedUsers: number;
+  /** How long a retry of the same auth code replays the first answer. */
+  exchangeReplayWindowMs: number;
+  /** How long one exchange may hold its code's claim before another replica may retry it. */
+  exchangePendingTimeoutMs: number;
 }
 
 /** Everything {@link TokenBroker} talks to, passed in by the composition root. */
 export interface TokenBrokerDeps {
   store: GrantStore;
+  exchanges: ExchangeLedger;
   oauth: GoogleOAuth;
   sealer: Sealer;
   clock: Clock;
@@ -57,6 +63,7 @@ export class TokenBroker {
   private readonly tokens: AccessTokenCache;
   private readonly profiles: ProfileCache;
   private readonly refreshes = new SingleFlight<CachedToken>();
+  private readonly idempotent: IdempotentExchange<ExchangeResult>;
 
   constructor(
     private readonly deps: TokenBrokerDeps,
@@ -64,12 +71,19 @@ export class TokenBroker {
   ) {
     this.tokens = new AccessTokenCache(deps.clock, options.maxCachedUsers);
     this.profiles = new ProfileCache(deps.clock, options.profileCacheTtlMs);
+    this.idempotent = new IdempotentExchange(deps.exchanges, deps.clock, {
+      replayWindowMs: options.exchangeReplayWindowMs,
+      pendingTimeoutMs: options.exchangePendingTimeoutMs,
+      pollIntervalMs: 100,
+    });
   }
 
   /**
    * Exchanges a one-time server auth code at Google, verifies the ID token and
    * stores the grant. A response without a refresh token keeps the stored one;
-   * with none stored the user must consent again (CONSENT_REQUIRED).
+   * with none stored the user must consent again (CONSENT_REQUIRED). The same
+   * code retried within the replay window gets the first answer (the
+   * grant's current profile and scopes) instead of INVALID_AUTH_CODE.
    */
   async exchangeCode(authCode: string, redirectUri: string): Promise<ExchangeResult> {
     if (authCode.length === 0 || authCode.length > MAX_AUTH_CODE_LENGTH) {
@@ -82,6 +96,14 @@ export class TokenBroker {
         metadata: { field: 'redirect_uri' },
       });
     }
+    const outcome = await this.idempotent.run(authCode, () => this.exchangeAtGoogle(authCode, redirectUri));
+    if ('result' in outcome) return outcome.result;
+    const grant = await this.deps.store.get(outcome.replay.userId);
+    if (!grant) throw userNotFound();
+    return { userId: grant.userId, profile: grant.profile, grantedScopes: grant.scopes, created: outcome.replay.created };
+  }
+
+  private async exchangeAtGoogle(authCode: string, redirectUri: string): Promise<ExchangeResult> {
     const tokens = await this.deps.oauth.exchangeCode(authCode, redirectUri).catch((err: unknown) => {
       // invalid_grant on a code exchange means the code is used, expired,
       // unknown or issued for another redirect URI: the caller's input is bad.

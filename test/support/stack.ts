@@ -4,7 +4,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { startApp, type RunningApp } from '../../src/app';
 import { TokenBrokerClient } from '../../src/client/token-broker-client';
 import { errorInfoOf, isServiceError } from '../../src/client/error-info';
-import { loadConfig } from '../../src/config/config';
+import { loadConfig, type Config } from '../../src/config/config';
 import type { ExchangeCodeResponse } from '../../src/gen/tokenbroker/v1/token_broker';
 import { LocalOAuthServer, type MintCodeOptions, type TestUser } from '../../src/local/oauth-server';
 import { LocalSecretManagerServer } from '../../src/local/secret-manager-server';
@@ -48,6 +48,7 @@ export class TestStack {
     /** A separate Firestore client for inspecting what the broker stored. */
     readonly db: Firestore,
     readonly collection: string,
+    private readonly config: Config,
   ) {}
 
   /** Starts a stack; close it with {@link close}. */
@@ -98,7 +99,24 @@ export class TestStack {
     }
     const client = new TokenBrokerClient(`127.0.0.1:${app.port}`);
     const db = new Firestore(emulator.clientSettings());
-    return new TestStack(stackLogs, clock, google, secretManager, app, client, db, collection);
+    return new TestStack(stackLogs, clock, google, secretManager, app, client, db, collection, config);
+  }
+
+  /**
+   * Starts another broker instance with this stack's configuration and clock
+   * (same Google, secrets and Firestore collection): a second replica.
+   */
+  async startPeer(): Promise<{ app: RunningApp; client: TokenBrokerClient; close(): Promise<void> }> {
+    const app = await startApp(this.config, { clock: this.clock, logDestination: captureLogs(this.logs) });
+    const client = new TokenBrokerClient(`127.0.0.1:${app.port}`);
+    return {
+      app,
+      client,
+      close: async () => {
+        client.close();
+        await app.stop();
+      },
+    };
   }
 
   /** A new Google account with a random `sub`. */

@@ -1,8 +1,8 @@
 import type { DocumentData, Firestore } from '@google-cloud/firestore';
-import { BrokerError, isBrokerError } from '../../domain/broker-error';
 import type { GrantRecord } from '../../domain/grant';
 import type { GrantMutation, GrantStore } from '../../domain/ports';
 import { grantFromDocument, grantToDocument } from './grant-document';
+import { storeError } from './store-error';
 
 /**
  * Grants in Firestore: one document per user in one collection, the
@@ -49,10 +49,3 @@ export class FirestoreGrantStore implements GrantStore {
     return this.db.collection(this.collection).doc(userId);
   }
 }
-
-/** Our own errors (from the mutation or the document codec) pass; Firestore's become STORE_UNAVAILABLE. */
-function storeError(err: unknown): unknown {
-  if (isBrokerError(err)) return err;
-  return new BrokerError('STORE_UNAVAILABLE', 'the token store is unavailable', { cause: err });
-}
-
