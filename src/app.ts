@@ -44,8 +44,8 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   const firestore = new Firestore(firestoreSettings(config));
   const broker = new TokenBroker(
     {
-      store: new FirestoreGrantStore(firestore, config.firestore.collection),
-      exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock),
+      store: new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs),
+      exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs),
       oauth: new GoogleOAuthClient({
         clientId: oauthClient.clientId,
         clientSecret: oauthClient.clientSecret,
@@ -79,7 +79,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     stopping ??= (async () => {
       const started = Date.now();
       const cut = await shutdown(grpc, config.shutdownGraceMs);
-      await firestore.terminate();
+      await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
       logger.info({ event: 'stopped', drainMs: Date.now() - started, callsCut: cut }, 'TokenBroker stopped');
     })();
     return stopping;
@@ -121,6 +121,17 @@ function firestoreSettings(config: Config): Settings {
   const [host, port] = splitHostPort(emulator);
   // The emulator speaks plaintext and accepts the fixed "owner" token.
   return { ...base, host, port, ssl: false, customHeaders: { Authorization: 'Bearer owner' }, universeDomain: 'googleapis.com' };
+}
+
+/**
+ * Waits for `closing` at most `ms`: during a store outage the Firestore
+ * client's terminate() waits minutes for its retrying operations, and a
+ * shutdown must not.
+ */
+async function closeWithin(closing: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([closing.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 function splitHostPort(hostPort: string): [string, number] {

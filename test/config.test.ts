@@ -12,7 +12,7 @@ describe('loadConfig', () => {
     const config = loadConfig(minimal);
     expect(config.port).to.equal(8080);
     expect(config.host).to.equal('0.0.0.0');
-    expect(config.firestore).to.deep.equal({ databaseId: '(default)', collection: 'tokenbroker_grants', emulatorHost: undefined });
+    expect(config.firestore).to.deep.equal({ databaseId: '(default)', collection: 'tokenbroker_grants', emulatorHost: undefined, timeoutMs: 5000 });
     expect(config.google.tokenUrl).to.equal('https://oauth2.googleapis.com/token');
     expect(config.google.certsUrl).to.equal('https://www.googleapis.com/oauth2/v1/certs');
     expect(config.google.issuers).to.deep.equal(['accounts.google.com', 'https://accounts.google.com']);

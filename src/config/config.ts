@@ -13,6 +13,8 @@ export interface Config {
     collection: string;
     /** host:port of the Firestore emulator; unset in production. */
     emulatorHost?: string;
+    /** Deadline of each store operation. */
+    timeoutMs: number;
   };
   secrets: {
     /** Reference to Google's client_secret_*.json of the server OAuth client. */
@@ -58,6 +60,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       databaseId: read.string('TOKENBROKER_FIRESTORE_DATABASE', '(default)'),
       collection: read.matching('TOKENBROKER_FIRESTORE_COLLECTION', 'tokenbroker_grants', /^[A-Za-z0-9_-]{1,100}$/, 'a collection ID of letters, digits, _ and -'),
       emulatorHost: read.optional('FIRESTORE_EMULATOR_HOST', /^[^\s/:]+:\d{1,5}$/, 'host:port'),
+      timeoutMs: read.integer('TOKENBROKER_STORE_TIMEOUT_MS', 5000, 100, 60_000),
     },
     secrets: {
       oauthClientRef: read.secretRef('TOKENBROKER_OAUTH_CLIENT_SECRET'),

@@ -58,6 +58,8 @@ export interface GoogleOAuth {
    * and expiry. Throws BrokerError INVALID_ID_TOKEN. The azp check is the caller's.
    */
   verifyIdToken(idToken: string): Promise<IdentityClaims>;
+  /** Revokes a refresh or access token (and so its whole grant); an already dead token counts as revoked. */
+  revoke(token: string): Promise<void>;
 }
 
 /**

@@ -1,10 +1,10 @@
 import type { Logger } from '../observability/logger';
 import { Sealer } from '../crypto/sealer';
 import { AccessTokenCache, type CachedToken } from './access-token-cache';
-import { BrokerError } from './broker-error';
+import { BrokerError, isBrokerError } from './broker-error';
 import type { Clock } from './clock';
 import type { GrantRecord, Profile } from './grant';
-import { OAuthError, type ExchangeLedger, type GoogleOAuth, type GrantStore, type IdentityClaims, type TokenSet } from './ports';
+import { OAuthError, type ExchangeLedger, type GoogleOAuth, type GrantMutation, type GrantStore, type IdentityClaims, type TokenSet } from './ports';
 import { IdempotentExchange } from './idempotent-exchange';
 import { ProfileCache } from './profile-cache';
 import { missingScopes, normalizeScopes } from './scopes';
@@ -124,7 +124,7 @@ export class TokenBroker {
       : undefined;
     const now = this.deps.clock.now();
 
-    const { before, after } = await this.deps.store.update(userId, (current) => {
+    const { before, after } = await this.storeExchange(userId, tokens.refreshToken, (current) => {
       if (sealed) {
         return {
           userId,
@@ -161,6 +161,27 @@ export class TokenBroker {
     }
     this.deps.logger.info({ event: 'grant_stored', userId, created: !before, newRefreshToken: !!sealed }, 'grant stored');
     return { userId, profile: stored.profile, grantedScopes: stored.scopes, created: !before };
+  }
+
+  /**
+   * Writes the exchange's grant. When the write fails although Google gave us
+   * a refresh token, that token is revoked (best effort): nobody could use
+   * it, it would count against Google's per-user limit of live grants, and
+   * the user can simply sign in again.
+   */
+  private async storeExchange(userId: string, refreshToken: string | undefined, mutate: GrantMutation) {
+    try {
+      return await this.deps.store.update(userId, mutate);
+    } catch (err: unknown) {
+      if (refreshToken && isBrokerError(err, 'STORE_UNAVAILABLE')) {
+        const revoked = await this.deps.oauth.revoke(refreshToken).then(
+          () => true,
+          () => false,
+        );
+        this.deps.logger.error({ event: 'orphan_grant', userId, revoked }, 'storing a new grant failed; its refresh token was sent for revocation at Google');
+      }
+      throw err;
+    }
   }
 
   /**

@@ -31,6 +31,8 @@ export interface FirestoreEmulatorOptions {
   sdkRoot?: string;
   /** How long to wait for the emulator to answer before giving up. Default: 30000 ms. */
   startTimeoutMs?: number;
+  /** Loopback port to listen on, e.g. to bring back a stopped emulator where clients expect it. Default: one the OS picks. */
+  port?: number;
 }
 
 /**
@@ -73,7 +75,7 @@ export class FirestoreEmulator {
     }
     const script = await findEmulatorScript(options.sdkRoot);
     await requireJava();
-    const port = await freeLoopbackPort();
+    const port = options.port ?? (await freeLoopbackPort());
 
     // detached: a group of its own, because the script forks java instead of exec'ing it and
     // only a group signal reaches both.

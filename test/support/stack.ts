@@ -8,6 +8,7 @@ import { loadConfig, type Config } from '../../src/config/config';
 import type { ExchangeCodeResponse } from '../../src/gen/tokenbroker/v1/token_broker';
 import { LocalOAuthServer, type MintCodeOptions, type TestUser } from '../../src/local/oauth-server';
 import { LocalSecretManagerServer } from '../../src/local/secret-manager-server';
+import type { FirestoreEmulator } from '../../src/local/firestore-emulator';
 import { firestoreEmulator } from './global-fixtures';
 import { captureLogs, issuedSecrets, leakedSecrets } from './log-capture';
 import { ManualClock } from './manual-clock';
@@ -29,6 +30,8 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Secret the broker is configured with; defaults to the one the local Google expects. */
   brokerClientSecret?: string;
+  /** A Firestore emulator of the test's own (to stop it mid-test); default: the suite's shared one. */
+  emulator?: FirestoreEmulator;
 }
 
 /**
@@ -66,7 +69,7 @@ export class TestStack {
         [KEYSET_SECRET_NAME]: JSON.stringify({ primary: 'k1', keys: [{ id: 'k1', key }] }),
       },
     });
-    const emulator = firestoreEmulator();
+    const emulator = options.emulator ?? firestoreEmulator();
     const collection = `grants_${randomBytes(4).toString('hex')}`;
     const config = loadConfig({
       TOKENBROKER_LISTEN_HOST: '127.0.0.1',

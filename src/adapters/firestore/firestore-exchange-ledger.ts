@@ -1,7 +1,7 @@
 import { Timestamp, type DocumentData, type Firestore } from '@google-cloud/firestore';
 import type { Clock } from '../../domain/clock';
 import type { ExchangeLedger, ExchangeRecord } from '../../domain/ports';
-import { storeError } from './store-error';
+import { storeCall } from './store-call';
 
 /**
  * The exchange ledger in Firestore: one small document per recent code,
@@ -14,11 +14,13 @@ export class FirestoreExchangeLedger implements ExchangeLedger {
     private readonly db: Firestore,
     private readonly collection: string,
     private readonly clock: Clock,
+    /** Deadline of each operation. */
+    private readonly timeoutMs: number,
   ) {}
 
   async claim(codeHash: string, pendingUntil: number): Promise<ExchangeRecord | undefined> {
     const ref = this.doc(codeHash);
-    return guard(() =>
+    return storeCall(this.timeoutMs, () =>
       this.db.runTransaction(async (tx) => {
         const live = this.live((await tx.get(ref)).data());
         if (live) return live;
@@ -29,17 +31,17 @@ export class FirestoreExchangeLedger implements ExchangeLedger {
   }
 
   async complete(codeHash: string, outcome: { userId: string; created: boolean }, until: number): Promise<void> {
-    await guard(() =>
+    await storeCall(this.timeoutMs, () =>
       this.doc(codeHash).set({ state: 'DONE', user_id: outcome.userId, created: outcome.created, expires_at: Timestamp.fromMillis(until) }),
     );
   }
 
   async release(codeHash: string): Promise<void> {
-    await guard(() => this.doc(codeHash).delete());
+    await storeCall(this.timeoutMs, () => this.doc(codeHash).delete());
   }
 
   async get(codeHash: string): Promise<ExchangeRecord | undefined> {
-    return guard(async () => this.live((await this.doc(codeHash).get()).data()));
+    return storeCall(this.timeoutMs, async () => this.live((await this.doc(codeHash).get()).data()));
   }
 
   private doc(codeHash: string) {
@@ -56,13 +58,5 @@ export class FirestoreExchangeLedger implements ExchangeLedger {
       return { state: 'DONE', userId: data.user_id, created: data.created, expiresAt };
     }
     return undefined;
-  }
-}
-
-async function guard<T>(op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err: unknown) {
-    throw storeError(err);
   }
 }

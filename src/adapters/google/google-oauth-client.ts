@@ -112,15 +112,39 @@ export class GoogleOAuthClient implements GoogleOAuth {
     return ticket.getPayload();
   }
 
+  async revoke(token: string): Promise<void> {
+    // Google's revoke endpoint takes the token in the form body; the
+    // library's revokeToken puts it in the URL, where proxies log it.
+    try {
+      await this.post(this.options.endpoints.revokeUrl, new URLSearchParams({ token }));
+    } catch (err: unknown) {
+      const failure = oauthErrorFrom(err);
+      // invalid_token: already revoked or expired, which is what we wanted.
+      if (failure instanceof OAuthError && failure.oauthCode === 'invalid_token') return;
+      throw failure;
+    }
+  }
+
   private async postToken(form: Record<string, string>): Promise<TokenSet> {
     const body = new URLSearchParams({
       ...form,
       client_id: this.options.clientId,
       client_secret: this.options.clientSecret,
     });
+    let text: string;
+    try {
+      text = await this.post(this.options.endpoints.tokenUrl, body);
+    } catch (err: unknown) {
+      throw oauthErrorFrom(err);
+    }
+    return this.parseTokenResponse(text);
+  }
+
+  /** POSTs a form with the configured per-attempt timeout and bounded retries; resolves with the body text. */
+  private async post(url: string, body: URLSearchParams): Promise<string> {
     const request: GaxiosOptions = {
       method: 'POST',
-      url: this.options.endpoints.tokenUrl,
+      url,
       data: body,
       timeout: this.options.timeoutMs,
       responseType: 'text',
@@ -137,14 +161,8 @@ export class GoogleOAuthClient implements GoogleOAuth {
         ],
       },
     };
-    let text: string;
-    try {
-      const res = await this.client.transporter.request<string>(request);
-      text = res.data;
-    } catch (err: unknown) {
-      throw oauthErrorFrom(err);
-    }
-    return this.parseTokenResponse(text);
+    const res = await this.client.transporter.request<string>(request);
+    return res.data;
   }
 
   private parseTokenResponse(text: string): TokenSet {
@@ -172,7 +190,7 @@ export class GoogleOAuthClient implements GoogleOAuth {
 }
 
 /**
- * Turns a failed token request into an OAuthError when Google answered with
+ * Turns a failed token or revoke request into an OAuthError when Google answered with
  * an OAuth error body (4xx), else into UPSTREAM_UNAVAILABLE.
  */
 function oauthErrorFrom(err: unknown): Error {
