@@ -2,21 +2,11 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { isServiceError } from '../src/client/error-info';
-import { expectGrpcError, TestStack } from './support/stack';
+import { expectGrpcError, useStack } from './support/stack';
 import { waitFor } from './support/wait-for';
 
 describe('ExchangeCode retried with the same code', () => {
-  let stack: TestStack;
-  before(async () => {
-    stack = await TestStack.start();
-  });
-  after(async () => {
-    await stack.close();
-  });
-  beforeEach(() => {
-    stack.google.clearFaults();
-    stack.google.resetStats();
-  });
+  const stack = useStack();
 
   it('answers a retry with the first answer, exchanging at Google once', async () => {
     const user = stack.newUser();

@@ -1,16 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { expectGrpcError, TestStack } from './support/stack';
+import { expectGrpcError, TestStack, useStack } from './support/stack';
 
 describe('ExchangeCode rejections', () => {
-  let stack: TestStack;
-  before(async () => {
-    stack = await TestStack.start();
-  });
-  after(async () => {
-    await stack.close();
-  });
-  afterEach(() => stack.google.clearFaults());
+  const stack = useStack();
 
   /** Asserts the exchange of a code minted with `options` fails with `reason` and stores nothing. */
   async function rejects(options: Parameters<TestStack['mintCode']>[1], code: number, reason: string) {
@@ -100,13 +93,7 @@ describe('ExchangeCode rejections', () => {
 });
 
 describe('ExchangeCode with a wrong client secret', () => {
-  let stack: TestStack;
-  before(async () => {
-    stack = await TestStack.start({ brokerClientSecret: 'GOCSPX-wrong-secret-configured' });
-  });
-  after(async () => {
-    await stack.close();
-  });
+  const stack = useStack({ brokerClientSecret: 'GOCSPX-wrong-secret-configured' });
 
   it('answers INTERNAL / OAUTH_CLIENT_REJECTED: an operator must fix the deployment', async () => {
     const user = stack.newUser();

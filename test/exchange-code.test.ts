@@ -1,16 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { expectGrpcError, SIGN_IN_SCOPES, TestStack } from './support/stack';
+import { expectGrpcError, SIGN_IN_SCOPES, useStack } from './support/stack';
 
 describe('ExchangeCode', () => {
-  let stack: TestStack;
-  before(async () => {
-    stack = await TestStack.start();
-  });
-  after(async () => {
-    await stack.close();
-  });
-  afterEach(() => stack.google.clearFaults());
+  const stack = useStack();
 
   it('creates the user, returns the profile and stores the grant', async () => {
     const user = stack.newUser({ hostedDomain: 'example.com' });

@@ -1,23 +1,13 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { expectGrpcError, SIGN_IN_SCOPES, TestStack } from './support/stack';
+import { expectGrpcError, SIGN_IN_SCOPES, useStack } from './support/stack';
 import { waitFor } from './support/wait-for';
 
 const DRIVE = 'https://www.googleapis.com/auth/drive.readonly';
 const HOUR = 3600_000;
 
 describe('GetAccessToken', () => {
-  let stack: TestStack;
-  before(async () => {
-    stack = await TestStack.start();
-  });
-  after(async () => {
-    await stack.close();
-  });
-  beforeEach(() => {
-    stack.google.clearFaults();
-    stack.google.resetStats();
-  });
+  const stack = useStack();
 
   /** Signs a new user in and lets the exchange's access token expire, so the next call must refresh. */
   async function userWithExpiredToken() {

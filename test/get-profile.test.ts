@@ -1,15 +1,9 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { expectGrpcError, TestStack } from './support/stack';
+import { expectGrpcError, TestStack, useStack } from './support/stack';
 
 describe('GetProfile', () => {
-  let stack: TestStack;
-  before(async () => {
-    stack = await TestStack.start({ env: { TOKENBROKER_PROFILE_CACHE_TTL_SECONDS: '60' } });
-  });
-  after(async () => {
-    await stack.close();
-  });
+  const stack = useStack({ env: { TOKENBROKER_PROFILE_CACHE_TTL_SECONDS: '60' } });
 
   it('returns the profile stored by ExchangeCode', async () => {
     const user = stack.newUser({ locale: 'fr', hostedDomain: 'corp.example' });

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { Sealer } from '../src/crypto/sealer';
 import { TokenBroker } from '../src/domain/token-broker';
 import type { ExchangeLedger, GoogleOAuth, GrantStore } from '../src/domain/ports';
-import { expectGrpcError, TestStack } from './support/stack';
+import { expectGrpcError, useStack } from './support/stack';
 
 const INVALID_USER_IDS = ['', 'a/b', '..', '__x__', '9'.repeat(300), 'abc123', '12 34', '123/../456', '-1', '１２３'];
 
@@ -18,13 +18,7 @@ function untouchable<T extends object>(name: string): T {
 
 describe('user_id validation', () => {
   describe('through gRPC', () => {
-    let stack: TestStack;
-    before(async () => {
-      stack = await TestStack.start();
-    });
-    after(async () => {
-      await stack.close();
-    });
+    const stack = useStack();
 
     for (const userId of INVALID_USER_IDS) {
       it(`rejects ${JSON.stringify(userId.length > 20 ? `${userId.slice(0, 10)}… (${userId.length} chars)` : userId)} on GetAccessToken and GetProfile`, async () => {

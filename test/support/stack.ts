@@ -183,3 +183,29 @@ export async function expectGrpcError(promise: Promise<unknown>, code: number, r
   if (reason) expect(info?.domain).to.equal('tokenbroker.v1');
   return { error: caught, info };
 }
+
+/**
+ * Gives a describe block its own stack: started before its tests, closed
+ * after them, with Google's faults and request counts reset before each
+ * test. The returned object forwards to the stack once it is running.
+ */
+export function useStack(options: StackOptions = {}): TestStack {
+  let current: TestStack | undefined;
+  before(async () => {
+    current = await TestStack.start(options);
+  });
+  after(async () => {
+    await current?.close();
+  });
+  beforeEach(() => {
+    current?.google.clearFaults();
+    current?.google.resetStats();
+  });
+  return new Proxy({} as TestStack, {
+    get(_target, property) {
+      if (!current) throw new Error('the test stack is used before its before() hook ran');
+      const value: unknown = Reflect.get(current, property);
+      return typeof value === 'function' ? value.bind(current) : value;
+    },
+  });
+}
