@@ -52,16 +52,19 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
         endpoints: config.google,
         timeoutMs: config.google.timeoutMs,
         retries: config.google.retries,
+        backoffMs: config.google.backoffMs,
+        breakerFailures: config.google.breakerFailures,
+        breakerOpenMs: config.google.breakerOpenMs,
         clock,
       }),
       sealer: new Sealer(keyset),
       clock,
       logger,
     },
-    { allowedAppClientIds: config.allowedAppClientIds, ...config.tokens },
+    { allowedAppClientIds: config.allowedAppClientIds, callTimeoutMs: config.callTimeoutMs, ...config.tokens },
   );
 
-  const grpc = createGrpcServer(broker, logger);
+  const grpc = createGrpcServer(broker, logger, config.callTimeoutMs);
   const { server, health } = grpc;
   let port: number;
   try {

@@ -44,7 +44,7 @@ describe('user_id validation', () => {
         clock: { now: () => 0 },
         logger: untouchable('logger'),
       },
-      { allowedAppClientIds: [], defaultMinTtlMs: 300_000, maxMinTtlMs: 3_300_000, profileCacheTtlMs: 0, maxCachedUsers: 10, exchangeReplayWindowMs: 0, exchangePendingTimeoutMs: 1000 },
+      { allowedAppClientIds: [], defaultMinTtlMs: 300_000, maxMinTtlMs: 3_300_000, profileCacheTtlMs: 0, maxCachedUsers: 10, exchangeReplayWindowMs: 0, exchangePendingTimeoutMs: 1000, callTimeoutMs: 1000, refreshLeaseMs: 2000 },
     );
 
     it('refuses every malformed user_id before touching the store, Google or the keys', async () => {

@@ -25,7 +25,20 @@ export interface Config {
     secretManagerEndpoint?: string;
     timeoutMs: number;
   };
-  google: GoogleEndpoints & { timeoutMs: number; retries: number };
+  google: GoogleEndpoints & {
+    /** Per-attempt timeout of an upstream call. */
+    timeoutMs: number;
+    /** Extra attempts after a transient failure (network, 5xx, 429). */
+    retries: number;
+    /** First backoff before a retry; doubles per attempt, with full jitter. */
+    backoffMs: number;
+    /** Consecutive transient failures that open an endpoint's circuit breaker. */
+    breakerFailures: number;
+    /** How long an open breaker answers UNAVAILABLE before letting one probe through. */
+    breakerOpenMs: number;
+  };
+  /** Time budget of one call when the caller sets no (or a longer) deadline. */
+  callTimeoutMs: number;
   allowedAppClientIds: string[];
   tokens: {
     defaultMinTtlMs: number;
@@ -34,6 +47,8 @@ export interface Config {
     profileCacheTtlMs: number;
     exchangeReplayWindowMs: number;
     exchangePendingTimeoutMs: number;
+    /** How long one replica's claim to refresh a grant holds before another may take it over. */
+    refreshLeaseMs: number;
   };
   logLevel: LogLevel;
   /** How long in-flight calls may finish after SIGTERM before they are cut. */
@@ -73,9 +88,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       revokeUrl: read.url('TOKENBROKER_GOOGLE_REVOKE_URL', GOOGLE_ENDPOINTS.revokeUrl),
       certsUrl: read.url('TOKENBROKER_GOOGLE_CERTS_URL', GOOGLE_ENDPOINTS.certsUrl),
       issuers: read.list('TOKENBROKER_ID_TOKEN_ISSUERS', GOOGLE_ENDPOINTS.issuers),
-      timeoutMs: read.integer('TOKENBROKER_UPSTREAM_TIMEOUT_MS', 10_000, 100, 60_000),
+      timeoutMs: read.integer('TOKENBROKER_UPSTREAM_TIMEOUT_MS', 5000, 100, 60_000),
       retries: read.integer('TOKENBROKER_UPSTREAM_RETRIES', 2, 0, 5),
+      backoffMs: read.integer('TOKENBROKER_UPSTREAM_BACKOFF_MS', 200, 1, 10_000),
+      breakerFailures: read.integer('TOKENBROKER_UPSTREAM_BREAKER_FAILURES', 5, 1, 1000),
+      breakerOpenMs: read.integer('TOKENBROKER_UPSTREAM_BREAKER_OPEN_MS', 10_000, 100, 300_000),
     },
+    callTimeoutMs: read.integer('TOKENBROKER_CALL_TIMEOUT_MS', 10_000, 100, 60_000),
     allowedAppClientIds: read.list('TOKENBROKER_ALLOWED_APP_CLIENT_IDS', []),
     tokens: {
       defaultMinTtlMs: read.integer('TOKENBROKER_DEFAULT_MIN_TTL_SECONDS', 300, 0, 3300) * 1000,
@@ -84,12 +103,19 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       profileCacheTtlMs: read.integer('TOKENBROKER_PROFILE_CACHE_TTL_SECONDS', 60, 0, 3600) * 1000,
       exchangeReplayWindowMs: read.integer('TOKENBROKER_EXCHANGE_REPLAY_SECONDS', 600, 0, 3600) * 1000,
       exchangePendingTimeoutMs: read.integer('TOKENBROKER_EXCHANGE_PENDING_SECONDS', 30, 1, 300) * 1000,
+      refreshLeaseMs: read.integer('TOKENBROKER_REFRESH_LEASE_MS', 20_000, 200, 600_000),
     },
     logLevel: read.oneOf('TOKENBROKER_LOG_LEVEL', 'info', LOG_LEVELS),
     shutdownGraceMs: read.integer('TOKENBROKER_SHUTDOWN_GRACE_MS', 8000, 0, 60_000),
   };
   if (config.tokens.defaultMinTtlMs > config.tokens.maxMinTtlMs) {
     throw new ConfigError('TOKENBROKER_DEFAULT_MIN_TTL_SECONDS must not exceed TOKENBROKER_MAX_MIN_TTL_SECONDS');
+  }
+  // A refresh starts attempts within one call's budget and lets the last
+  // one finish; a lease shorter than that could pass to another replica
+  // while its holder is still waiting on Google.
+  if (config.tokens.refreshLeaseMs <= config.callTimeoutMs + config.google.timeoutMs) {
+    throw new ConfigError('TOKENBROKER_REFRESH_LEASE_MS must be greater than TOKENBROKER_CALL_TIMEOUT_MS + TOKENBROKER_UPSTREAM_TIMEOUT_MS');
   }
   return config;
 }

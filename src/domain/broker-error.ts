@@ -13,7 +13,8 @@ export type BrokerErrorCode =
   | 'UPSTREAM_UNAVAILABLE'
   | 'OAUTH_CLIENT_REJECTED'
   | 'STORE_UNAVAILABLE'
-  | 'STORED_DATA_UNREADABLE';
+  | 'STORED_DATA_UNREADABLE'
+  | 'DEADLINE_EXCEEDED';
 
 /**
  * The one error type domain code throws. `message` and `metadata` reach the

@@ -1,3 +1,4 @@
+import type { Deadline } from './deadline';
 import type { GrantRecord } from './grant';
 
 /**
@@ -42,24 +43,27 @@ export interface IdentityClaims {
   givenName?: string;
   familyName?: string;
   hostedDomain?: string;
+  /** When Google issued the token (ms since the epoch, second precision). */
+  issuedAt?: number;
 }
 
 /**
  * Google's OAuth endpoints. Implementations throw {@link OAuthError} for
  * errors Google answered and BrokerError UPSTREAM_UNAVAILABLE for the rest.
+ * Every attempt and retry of a call ends by its `deadline`.
  */
 export interface GoogleOAuth {
   /** Exchanges a one-time authorization code. */
-  exchangeCode(code: string, redirectUri: string): Promise<TokenSet>;
+  exchangeCode(code: string, redirectUri: string, deadline: Deadline): Promise<TokenSet>;
   /** Gets a new access token; `scopes` narrows it to a subset of the grant. */
-  refresh(refreshToken: string, scopes?: readonly string[]): Promise<TokenSet>;
+  refresh(refreshToken: string, scopes: readonly string[] | undefined, deadline: Deadline): Promise<TokenSet>;
   /**
    * Verifies an ID token's signature, issuer, audience (our server client ID)
    * and expiry. Throws BrokerError INVALID_ID_TOKEN. The azp check is the caller's.
    */
   verifyIdToken(idToken: string): Promise<IdentityClaims>;
   /** Revokes a refresh or access token (and so its whole grant); an already dead token counts as revoked. */
-  revoke(token: string): Promise<void>;
+  revoke(token: string, deadline: Deadline): Promise<void>;
 }
 
 /**

@@ -3,6 +3,7 @@ import { Sealer } from '../crypto/sealer';
 import { AccessTokenCache, type CachedToken } from './access-token-cache';
 import { BrokerError, isBrokerError } from './broker-error';
 import type { Clock } from './clock';
+import { Deadline } from './deadline';
 import type { GrantRecord, Profile } from './grant';
 import { OAuthError, type ExchangeLedger, type GoogleOAuth, type GrantMutation, type GrantStore, type IdentityClaims, type TokenSet } from './ports';
 import { IdempotentExchange } from './idempotent-exchange';
@@ -27,6 +28,10 @@ export interface TokenBrokerOptions {
   exchangeReplayWindowMs: number;
   /** How long one exchange may hold its code's claim before another replica may retry it. */
   exchangePendingTimeoutMs: number;
+  /** Budget of a call made without a deadline (direct calls; gRPC passes its own). */
+  callTimeoutMs: number;
+  /** How long one replica's claim to refresh a grant holds before another may take it over. */
+  refreshLeaseMs: number;
 }
 
 /** Everything {@link TokenBroker} talks to, passed in by the composition root. */
@@ -85,7 +90,7 @@ export class TokenBroker {
    * code retried within the replay window gets the first answer (the
    * grant's current profile and scopes) instead of INVALID_AUTH_CODE.
    */
-  async exchangeCode(authCode: string, redirectUri: string): Promise<ExchangeResult> {
+  async exchangeCode(authCode: string, redirectUri: string, deadline = Deadline.in(this.options.callTimeoutMs)): Promise<ExchangeResult> {
     if (authCode.length === 0 || authCode.length > MAX_AUTH_CODE_LENGTH) {
       throw new BrokerError('INVALID_REQUEST', `auth_code must be 1 to ${MAX_AUTH_CODE_LENGTH} characters`, {
         metadata: { field: 'auth_code' },
@@ -96,15 +101,15 @@ export class TokenBroker {
         metadata: { field: 'redirect_uri' },
       });
     }
-    const outcome = await this.idempotent.run(authCode, () => this.exchangeAtGoogle(authCode, redirectUri));
+    const outcome = await this.idempotent.run(authCode, () => this.exchangeAtGoogle(authCode, redirectUri, deadline));
     if ('result' in outcome) return outcome.result;
     const grant = await this.deps.store.get(outcome.replay.userId);
     if (!grant) throw userNotFound();
     return { userId: grant.userId, profile: grant.profile, grantedScopes: grant.scopes, created: outcome.replay.created };
   }
 
-  private async exchangeAtGoogle(authCode: string, redirectUri: string): Promise<ExchangeResult> {
-    const tokens = await this.deps.oauth.exchangeCode(authCode, redirectUri).catch((err: unknown) => {
+  private async exchangeAtGoogle(authCode: string, redirectUri: string, deadline: Deadline): Promise<ExchangeResult> {
+    const tokens = await this.deps.oauth.exchangeCode(authCode, redirectUri, deadline).catch((err: unknown) => {
       // invalid_grant on a code exchange means the code is used, expired,
       // unknown or issued for another redirect URI: the caller's input is bad.
       if (err instanceof OAuthError && err.oauthCode === 'invalid_grant') {
@@ -174,7 +179,8 @@ export class TokenBroker {
       return await this.deps.store.update(userId, mutate);
     } catch (err: unknown) {
       if (refreshToken && isBrokerError(err, 'STORE_UNAVAILABLE')) {
-        const revoked = await this.deps.oauth.revoke(refreshToken).then(
+        // The call's own deadline may be spent by now: the revocation gets a budget of its own.
+        const revoked = await this.deps.oauth.revoke(refreshToken, Deadline.in(this.options.callTimeoutMs)).then(
           () => true,
           () => false,
         );
@@ -190,7 +196,12 @@ export class TokenBroker {
    * `scopes` (empty: the whole grant). Served from memory while fresh;
    * otherwise one refresh per user and scope set is shared by concurrent calls.
    */
-  async getAccessToken(userId: string, scopes: readonly string[], minTtlMs?: number): Promise<AccessToken> {
+  async getAccessToken(
+    userId: string,
+    scopes: readonly string[],
+    minTtlMs?: number,
+    deadline = Deadline.in(this.options.callTimeoutMs),
+  ): Promise<AccessToken> {
     checkUserId(userId);
     const wanted = normalizeScopes(scopes);
     if (minTtlMs !== undefined && (!Number.isFinite(minTtlMs) || minTtlMs < 0)) {
@@ -203,7 +214,7 @@ export class TokenBroker {
     // A refresh started for a shorter min_ttl may hand back a token that does
     // not last long enough for this caller; fresh tokens live ~1 h and ttl is
     // capped below that, so the shared result always satisfies it.
-    return this.refreshes.run(`${userId} ${scopeKey}`, () => this.refresh(userId, wanted, scopeKey));
+    return this.refreshes.run(`${userId} ${scopeKey}`, () => this.refresh(userId, wanted, scopeKey, deadline));
   }
 
   /** Returns the stored profile of `userId` (briefly cached), or USER_NOT_FOUND. */
@@ -217,7 +228,7 @@ export class TokenBroker {
     return grant.profile;
   }
 
-  private async refresh(userId: string, wanted: string[], scopeKey: string): Promise<CachedToken> {
+  private async refresh(userId: string, wanted: string[], scopeKey: string, deadline: Deadline): Promise<CachedToken> {
     let grant = await this.loadActiveGrant(userId);
     const missing = missingScopes(wanted, grant.scopes);
     if (missing.length > 0) {
@@ -232,7 +243,7 @@ export class TokenBroker {
     for (let attempt = 1; ; attempt += 1) {
       let tokens: TokenSet;
       try {
-        tokens = await this.deps.oauth.refresh(this.deps.sealer.open(grant.refreshToken, context), narrowTo);
+        tokens = await this.deps.oauth.refresh(this.deps.sealer.open(grant.refreshToken, context), narrowTo, deadline);
       } catch (err: unknown) {
         if (!(err instanceof OAuthError && err.oauthCode === 'invalid_grant')) throw mapCommonOAuthError(err);
         const replacement = await this.recordDead(grant, err);

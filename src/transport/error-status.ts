@@ -15,7 +15,9 @@ export const ERROR_DOMAIN = 'tokenbroker.v1';
  * - Google or Firestore failing -> UNAVAILABLE, which callers may retry;
  * - Google rejecting our own client credentials -> INTERNAL: an operator
  *   must fix the deployment, the caller can do nothing;
- * - a stored ciphertext that will not open -> DATA_LOSS.
+ * - a stored ciphertext that will not open -> DATA_LOSS;
+ * - the call's time budget spent -> DEADLINE_EXCEEDED (work begun goes on,
+ *   so a retry usually finds its result).
  */
 const STATUS_OF: Record<BrokerErrorCode, status> = {
   INVALID_REQUEST: status.INVALID_ARGUMENT,
@@ -29,6 +31,7 @@ const STATUS_OF: Record<BrokerErrorCode, status> = {
   OAUTH_CLIENT_REJECTED: status.INTERNAL,
   STORE_UNAVAILABLE: status.UNAVAILABLE,
   STORED_DATA_UNREADABLE: status.DATA_LOSS,
+  DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
 };
 
 /**

@@ -47,10 +47,10 @@ export interface GrpcServer {
  * Builds the gRPC server: TokenBrokerService, grpc.health.v1 (NOT_SERVING
  * until {@link listen} finishes) and server reflection.
  */
-export function createGrpcServer(broker: TokenBroker, logger: Logger): GrpcServer {
+export function createGrpcServer(broker: TokenBroker, logger: Logger, callTimeoutMs: number): GrpcServer {
   const server = new Server(SERVER_OPTIONS);
   const inFlight = new InFlightCalls();
-  server.addService(TokenBrokerServiceService, tokenBrokerService(broker, logger, inFlight));
+  server.addService(TokenBrokerServiceService, tokenBrokerService(broker, logger, inFlight, callTimeoutMs));
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   const definition = loadSync(path.join(PROTO_ROOT, 'tokenbroker/v1/token_broker.proto'), { includeDirs: [PROTO_ROOT] });

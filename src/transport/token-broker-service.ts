@@ -1,4 +1,6 @@
 import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { BrokerError } from '../domain/broker-error';
+import { Deadline } from '../domain/deadline';
 import type { Profile } from '../domain/grant';
 import type { TokenBroker } from '../domain/token-broker';
 import type { Duration } from '../gen/google/protobuf/duration';
@@ -12,10 +14,11 @@ import type { InFlightCalls } from './in-flight-calls';
  * The gRPC face of {@link TokenBroker}: converts messages to domain calls
  * and domain errors to statuses, and logs one line per failed call.
  */
-export function tokenBrokerService(broker: TokenBroker, logger: Logger, inFlight: InFlightCalls): TokenBrokerServiceServer {
+export function tokenBrokerService(broker: TokenBroker, logger: Logger, inFlight: InFlightCalls, callTimeoutMs: number): TokenBrokerServiceServer {
+  const context: CallContext = { logger, inFlight, callTimeoutMs };
   return {
-    exchangeCode: unary('ExchangeCode', logger, inFlight, async (req) => {
-      const result = await broker.exchangeCode(req.authCode, req.redirectUri);
+    exchangeCode: unary('ExchangeCode', context, async (req, deadline) => {
+      const result = await broker.exchangeCode(req.authCode, req.redirectUri, deadline);
       return {
         userId: result.userId,
         profile: toProfileMessage(result.profile),
@@ -23,30 +26,39 @@ export function tokenBrokerService(broker: TokenBroker, logger: Logger, inFlight
         created: result.created,
       };
     }),
-    getAccessToken: unary('GetAccessToken', logger, inFlight, async (req) => {
-      const token = await broker.getAccessToken(req.userId, req.scopes, durationMs(req.minTtl));
+    getAccessToken: unary('GetAccessToken', context, async (req, deadline) => {
+      const token = await broker.getAccessToken(req.userId, req.scopes, durationMs(req.minTtl), deadline);
       return { accessToken: token.accessToken, expireTime: new Date(token.expiresAt), scopes: token.scopes };
     }),
-    getProfile: unary('GetProfile', logger, inFlight, async (req) => ({
+    getProfile: unary('GetProfile', context, async (req) => ({
       profile: toProfileMessage(await broker.getProfile(req.userId)),
     })),
   };
 }
 
+/** What every handler shares. */
+interface CallContext {
+  logger: Logger;
+  inFlight: InFlightCalls;
+  /** Budget of a call whose caller set no deadline, and cap on longer ones. */
+  callTimeoutMs: number;
+}
+
 /**
  * Wraps a promise-returning handler: success is sent as is, errors go
- * through {@link toStatus}; the call is tracked until answered.
+ * through {@link toStatus}; the call is tracked until answered. The handler
+ * gets the call's deadline: the caller's, capped at the server's budget.
  */
 function unary<Req, Res>(
   method: string,
-  logger: Logger,
-  inFlight: InFlightCalls,
-  handle: (req: Req) => Promise<Res>,
+  { logger, inFlight, callTimeoutMs }: CallContext,
+  handle: (req: Req, deadline: Deadline) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, rawCallback) => {
     const callback = inFlight.track(rawCallback);
     const started = process.hrtime.bigint();
-    handle(call.request).then(
+    const deadline = Deadline.in(Math.min(callTimeoutMs, callerRemainingMs(call)));
+    answerBy(deadline, handle(call.request, deadline)).then(
       (res) => callback(null, res),
       (err: unknown) => {
         const sent = toStatus(err);
@@ -62,6 +74,26 @@ function unary<Req, Res>(
       },
     );
   };
+}
+
+/**
+ * Settles like `work`, or with DEADLINE_EXCEEDED once `deadline` passes.
+ * The work itself goes on: an exchange or refresh under way finishes and
+ * keeps its result for the caller's retry.
+ */
+function answerBy<T>(deadline: Deadline, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BrokerError('DEADLINE_EXCEEDED', 'the call did not finish within its time budget')), deadline.remainingMs());
+  });
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
+/** Milliseconds until the caller's deadline; Infinity when it set none. */
+function callerRemainingMs(call: ServerUnaryCall<unknown, unknown>): number {
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) ? at - Date.now() : Infinity;
 }
 
 function durationMs(duration: Duration | undefined): number | undefined {

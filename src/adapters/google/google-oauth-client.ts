@@ -2,6 +2,7 @@ import { OAuth2Client } from 'google-auth-library';
 import { GaxiosError, type GaxiosOptions } from 'gaxios';
 import { BrokerError } from '../../domain/broker-error';
 import type { Clock } from '../../domain/clock';
+import type { Deadline } from '../../domain/deadline';
 import { OAuthError, type GoogleOAuth, type IdentityClaims, type TokenSet } from '../../domain/ports';
 import { parseScopeString } from '../../domain/scopes';
 import { GoogleCerts } from './google-certs';
@@ -17,6 +18,12 @@ export interface GoogleOAuthClientOptions {
   timeoutMs: number;
   /** Extra attempts after a 5xx, 429 or network failure. */
   retries: number;
+  /** First backoff before a retry; doubles per attempt, with full jitter. */
+  backoffMs: number;
+  /** Consecutive transient failures that open an endpoint's circuit breaker. */
+  breakerFailures: number;
+  /** How long an open breaker fails calls fast before letting one probe through. */
+  breakerOpenMs: number;
   clock: Clock;
 }
 
@@ -63,15 +70,15 @@ export class GoogleOAuthClient implements GoogleOAuth {
     });
   }
 
-  exchangeCode(code: string, redirectUri: string): Promise<TokenSet> {
+  exchangeCode(code: string, redirectUri: string, deadline: Deadline): Promise<TokenSet> {
     // Mobile apps have no redirect URI and Google expects it sent empty.
-    return this.postToken({ grant_type: 'authorization_code', code, redirect_uri: redirectUri });
+    return this.postToken({ grant_type: 'authorization_code', code, redirect_uri: redirectUri }, deadline);
   }
 
-  refresh(refreshToken: string, scopes?: readonly string[]): Promise<TokenSet> {
+  refresh(refreshToken: string, scopes: readonly string[] | undefined, deadline: Deadline): Promise<TokenSet> {
     const form: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
     if (scopes && scopes.length > 0) form.scope = scopes.join(' ');
-    return this.postToken(form);
+    return this.postToken(form, deadline);
   }
 
   async verifyIdToken(idToken: string): Promise<IdentityClaims> {
@@ -103,6 +110,7 @@ export class GoogleOAuthClient implements GoogleOAuth {
       givenName: payload.given_name,
       familyName: payload.family_name,
       hostedDomain: payload.hd,
+      issuedAt: typeof payload.iat === 'number' ? payload.iat * 1000 : undefined,
     };
   }
 
@@ -112,11 +120,11 @@ export class GoogleOAuthClient implements GoogleOAuth {
     return ticket.getPayload();
   }
 
-  async revoke(token: string): Promise<void> {
+  async revoke(token: string, deadline: Deadline): Promise<void> {
     // Google's revoke endpoint takes the token in the form body; the
     // library's revokeToken puts it in the URL, where proxies log it.
     try {
-      await this.post(this.options.endpoints.revokeUrl, new URLSearchParams({ token }));
+      await this.post(this.options.endpoints.revokeUrl, new URLSearchParams({ token }), deadline);
     } catch (err: unknown) {
       const failure = oauthErrorFrom(err);
       // invalid_token: already revoked or expired, which is what we wanted.
@@ -125,7 +133,7 @@ export class GoogleOAuthClient implements GoogleOAuth {
     }
   }
 
-  private async postToken(form: Record<string, string>): Promise<TokenSet> {
+  private async postToken(form: Record<string, string>, deadline: Deadline): Promise<TokenSet> {
     const body = new URLSearchParams({
       ...form,
       client_id: this.options.clientId,
@@ -133,7 +141,7 @@ export class GoogleOAuthClient implements GoogleOAuth {
     });
     let text: string;
     try {
-      text = await this.post(this.options.endpoints.tokenUrl, body);
+      text = await this.post(this.options.endpoints.tokenUrl, body, deadline);
     } catch (err: unknown) {
       throw oauthErrorFrom(err);
     }
@@ -141,11 +149,14 @@ export class GoogleOAuthClient implements GoogleOAuth {
   }
 
   /** POSTs a form with the configured per-attempt timeout and bounded retries; resolves with the body text. */
-  private async post(url: string, body: URLSearchParams): Promise<string> {
+  private async post(url: string, body: URLSearchParams, _deadline: Deadline): Promise<string> {
     const request: GaxiosOptions = {
       method: 'POST',
       url,
       data: body,
+      // An attempt in flight is never cut at the call's deadline: Google may
+      // already have spent the code or rotated the refresh token, and only
+      // its answer carries what must be stored. The deadline bounds retries.
       timeout: this.options.timeoutMs,
       responseType: 'text',
       retry: this.options.retries > 0,
