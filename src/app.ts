@@ -1,15 +1,24 @@
 import { Firestore, type Settings } from '@google-cloud/firestore';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { credentials } from '@grpc/grpc-js';
+import { OAuth2Client } from 'google-auth-library';
+import { readFile } from 'node:fs/promises';
 import { FirestoreExchangeLedger } from './adapters/firestore/firestore-exchange-ledger';
 import { FirestoreGrantStore } from './adapters/firestore/firestore-grant-store';
+import { FirestoreSharedTokenStore } from './adapters/firestore/firestore-shared-token-store';
+import { GoogleCallerTokenVerifier } from './adapters/google/google-caller-token-verifier';
+import { GoogleCerts } from './adapters/google/google-certs';
 import { GoogleOAuthClient } from './adapters/google/google-oauth-client';
 import { parseOAuthClientJson } from './adapters/secrets/oauth-client-secret';
 import { SecretManagerSource } from './adapters/secrets/secret-manager-source';
-import type { Config } from './config/config';
+import { EnforcedAccess, InsecureOpenAccess, type CallerAccess } from './auth/caller-access';
+import { CallerPolicy, PolicyError } from './auth/caller-policy';
+import { BearerTokenAuthenticator } from './auth/bearer-token-authenticator';
+import { ConfigError, type Config } from './config/config';
 import { parseKeyset } from './crypto/keyset';
 import { Sealer } from './crypto/sealer';
 import { systemClock, type Clock } from './domain/clock';
+import { resealGrants, type ResealOptions, type ResealReport } from './domain/reseal-grants';
 import { TokenBroker } from './domain/token-broker';
 import { createLogger, type Logger } from './observability/logger';
 import { createGrpcServer, listen, SERVICE_NAME, shutdown } from './transport/grpc-server';
@@ -40,11 +49,13 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   const clock = overrides.clock ?? systemClock;
   const logger = createLogger(config.logLevel, overrides.logDestination);
 
+  const policy = await readPolicy(config);
   const { oauthClient, keyset } = await readSecrets(config);
   const firestore = new Firestore(firestoreSettings(config));
   const broker = new TokenBroker(
     {
       store: new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs),
+      shared: new FirestoreSharedTokenStore(firestore, `${config.firestore.collection}_access_tokens`, config.firestore.timeoutMs),
       exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs),
       oauth: new GoogleOAuthClient({
         clientId: oauthClient.clientId,
@@ -56,6 +67,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
         breakerFailures: config.google.breakerFailures,
         breakerOpenMs: config.google.breakerOpenMs,
         clock,
+        logger,
       }),
       sealer: new Sealer(keyset),
       clock,
@@ -64,7 +76,11 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     { allowedAppClientIds: config.allowedAppClientIds, callTimeoutMs: config.callTimeoutMs, ...config.tokens },
   );
 
-  const grpc = createGrpcServer(broker, logger, config.callTimeoutMs);
+  const access = callerAccess(config, policy, clock);
+  if (config.callers.mode === 'insecure-none') {
+    logger.warn({ event: 'insecure_caller_auth' }, 'TOKENBROKER_CALLER_AUTH=insecure-none: ANY CALLER CAN GET ANY USER\'S TOKENS. Local development only.');
+  }
+  const grpc = createGrpcServer(broker, { logger, callTimeoutMs: config.callTimeoutMs, access });
   const { server, health } = grpc;
   let port: number;
   try {
@@ -88,6 +104,55 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     return stopping;
   };
   return { port, broker, logger, stop };
+}
+
+/**
+ * The `rotate-keys` job: with the service's own configuration, seals every
+ * stored grant again under the keyset's primary key (see resealGrants).
+ */
+export async function runResealGrants(config: Config, options: ResealOptions, overrides: AppOverrides = {}): Promise<ResealReport> {
+  const logger = createLogger(config.logLevel, overrides.logDestination);
+  const { keyset } = await readSecrets(config);
+  const firestore = new Firestore(firestoreSettings(config));
+  try {
+    const store = new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs);
+    return await resealGrants(store, new Sealer(keyset), logger, options);
+  } finally {
+    await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
+  }
+}
+
+/** Reads and validates the caller policy file; any problem is a ConfigError naming the setting. */
+async function readPolicy(config: Config): Promise<CallerPolicy | undefined> {
+  if (config.callers.mode === 'insecure-none') return undefined;
+  const file = config.callers.policyFile;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err: unknown) {
+    throw new ConfigError(`TOKENBROKER_POLICY_FILE: cannot read ${file} (${(err as { code?: string }).code ?? 'error'})`);
+  }
+  try {
+    return CallerPolicy.parse(text, file);
+  } catch (err: unknown) {
+    if (err instanceof PolicyError) throw new ConfigError(`TOKENBROKER_POLICY_FILE: ${err.message}`);
+    throw err;
+  }
+}
+
+/** The gate of every RPC: Google ID tokens checked against Google's certs, then the policy. */
+function callerAccess(config: Config, policy: CallerPolicy | undefined, clock: Clock): CallerAccess {
+  if (config.callers.mode === 'insecure-none' || !policy) return new InsecureOpenAccess();
+  const client = new OAuth2Client();
+  const certs = new GoogleCerts(client, {
+    url: config.google.certsUrl,
+    timeoutMs: config.google.timeoutMs,
+    defaultMaxAgeMs: 5 * 60_000,
+    minRefetchIntervalMs: 30_000,
+    clock,
+  });
+  const verifier = new GoogleCallerTokenVerifier(client, certs, config.callers.audience, config.google.issuers);
+  return new EnforcedAccess(new BearerTokenAuthenticator(verifier, { maxCached: 10_000, clock }), policy);
 }
 
 /** Reads the OAuth client and the keyset, in parallel, with bounded time. */

@@ -5,6 +5,7 @@ const minimal = {
   GOOGLE_CLOUD_PROJECT: 'my-project-1',
   TOKENBROKER_OAUTH_CLIENT_SECRET: 'projects/my-project-1/secrets/oauth-client/versions/latest',
   TOKENBROKER_ENCRYPTION_KEYSET: 'projects/my-project-1/secrets/token-keyset/versions/3',
+  TOKENBROKER_CALLER_AUTH: 'insecure-none',
 };
 
 describe('loadConfig', () => {
@@ -19,6 +20,16 @@ describe('loadConfig', () => {
     expect(config.tokens.defaultMinTtlMs).to.equal(300_000);
     expect(config.allowedAppClientIds).to.deep.equal([]);
     expect(config.logLevel).to.equal('info');
+  });
+
+  it('reads Google ID-token caller authentication with its audience and policy file', () => {
+    const config = loadConfig({
+      ...minimal,
+      TOKENBROKER_CALLER_AUTH: 'google-id-token',
+      TOKENBROKER_CALLER_AUDIENCE: 'https://tokenbroker.internal',
+      TOKENBROKER_POLICY_FILE: '/etc/tokenbroker/policy.yaml',
+    });
+    expect(config.callers).to.deep.equal({ mode: 'google-id-token', audience: 'https://tokenbroker.internal', policyFile: '/etc/tokenbroker/policy.yaml' });
   });
 
   it('reads overrides', () => {
@@ -49,6 +60,11 @@ describe('loadConfig', () => {
     ['FIRESTORE_EMULATOR_HOST', { FIRESTORE_EMULATOR_HOST: 'http://localhost:8080' }],
     ['TOKENBROKER_FIRESTORE_COLLECTION', { TOKENBROKER_FIRESTORE_COLLECTION: 'a/b' }],
     ['TOKENBROKER_DEFAULT_MIN_TTL_SECONDS', { TOKENBROKER_DEFAULT_MIN_TTL_SECONDS: '600', TOKENBROKER_MAX_MIN_TTL_SECONDS: '300' }],
+    ['TOKENBROKER_CALLER_AUTH', { TOKENBROKER_CALLER_AUTH: '' }],
+    ['TOKENBROKER_CALLER_AUTH', { TOKENBROKER_CALLER_AUTH: 'none' }],
+    ['TOKENBROKER_CALLER_AUDIENCE', { TOKENBROKER_CALLER_AUTH: 'google-id-token', TOKENBROKER_POLICY_FILE: '/etc/tokenbroker/policy.yaml' }],
+    ['TOKENBROKER_POLICY_FILE', { TOKENBROKER_CALLER_AUTH: 'google-id-token', TOKENBROKER_CALLER_AUDIENCE: 'https://tokenbroker.internal' }],
+    ['TOKENBROKER_REFRESH_LEASE_MS', { TOKENBROKER_REFRESH_LEASE_MS: '15000' }],
   ];
   for (const [setting, env] of bad) {
     it(`stops with a ConfigError naming ${setting} for ${JSON.stringify(env)}`, () => {

@@ -1,5 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { riscTokenHash } from '../src/domain/grant';
 import { expectGrpcError, SIGN_IN_SCOPES, useStack } from './support/stack';
 
 describe('ExchangeCode', () => {
@@ -25,6 +26,16 @@ describe('ExchangeCode', () => {
     const doc = await stack.rawDocument(user.sub);
     expect(doc).to.include({ user_id: user.sub, status: 'ACTIVE' });
     expect(doc?.scopes).to.deep.equal([...SIGN_IN_SCOPES].sort());
+  });
+
+  it('stores the Cross-Account Protection hash of the refresh token (SHA-512 of SHA-512, base64)', async () => {
+    // Independent vector: printf '1//0gTokenExample' | openssl dgst -sha512 -binary | openssl dgst -sha512 -binary | base64
+    expect(riscTokenHash('1//0gTokenExample')).to.equal('faZov+Kx8cajdx9VWySGbY5aUKSuqYxk2lWIVkLrBCNWAJzQ8tzV66vGQ7DL/HKbZVkKr/uAC3cKhqgkw0l6ug==');
+    const user = stack.newUser();
+    await stack.signIn(user);
+    const hash = (await stack.rawDocument(user.sub))?.refresh_token_hash;
+    const issued = stack.google.issuedSecrets().filter((s) => s.startsWith('1//'));
+    expect(issued.map(riscTokenHash)).to.include(hash);
   });
 
   it('stores the refresh token only sealed: no clear token anywhere in the document', async () => {

@@ -161,6 +161,7 @@ describe('GetAccessToken', () => {
     await stack.client.getAccessToken({ userId: user.sub });
     const after = await stack.rawDocument(user.sub);
     expect(after?.refresh_token).to.not.deep.equal(before?.refresh_token);
+    expect(after?.refresh_token_hash).to.be.a('string').and.not.equal(before?.refresh_token_hash);
     // The old refresh token is dead at Google: a refresh only works with the stored new one.
     stack.clock.advance(HOUR);
     const token = await stack.client.getAccessToken({ userId: user.sub });

@@ -769,6 +769,51 @@ describe('LocalOAuthServer', () => {
       expect(clean).to.deep.include({ status: 400 });
       expect(() => server.injectFault({ endpoint: 'token', kind: 'status', status: 503, times: 0 })).to.throw(RangeError);
     });
+
+    it('drops the named fields from an answer whose request took effect (missing-fields)', async () => {
+      const server = await start();
+      const code = server.mintCode(newUser(), { scopes: SCOPES });
+      server.injectFault({ endpoint: 'token', kind: 'missing-fields', fields: ['access_token', 'refresh_token'] });
+      const first = await postForm(server.endpoints.tokenUrl, tokenForm({ grant_type: 'authorization_code', code }));
+      expect(first.status).to.equal(200);
+      expect(first.body).to.not.have.any.keys('access_token', 'refresh_token');
+      expect(first.body).to.include({ expires_in: 3600, token_type: 'Bearer' });
+      // The exchange happened: the code is spent.
+      const again = await postForm(server.endpoints.tokenUrl, tokenForm({ grant_type: 'authorization_code', code }));
+      expect(again).to.deep.include({ status: 400, body: { error: 'invalid_grant', error_description: 'Bad Request' } });
+
+      const { tokens } = await clientFor(server).getToken({ code: server.mintCode(newUser(), { scopes: SCOPES }), redirect_uri: '' });
+      server.injectFault({ endpoint: 'token', kind: 'missing-fields', fields: ['expires_in'], times: 2 });
+      for (let i = 0; i < 2; i += 1) {
+        const refreshed = await postForm(server.endpoints.tokenUrl, tokenForm({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token ?? '' }));
+        expect(refreshed.body).to.not.have.property('expires_in');
+        expect(refreshed.body['access_token']).to.match(/^ya29\./);
+      }
+      const clean = await postForm(server.endpoints.tokenUrl, tokenForm({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token ?? '' }));
+      expect(clean.body['expires_in']).to.equal(3600);
+      expect(() => server.injectFault({ endpoint: 'token', kind: 'missing-fields', fields: [] })).to.throw(RangeError);
+      expect(() => server.injectFault({ endpoint: 'token', kind: 'missing-fields', fields: [''] })).to.throw(RangeError);
+    });
+
+    it('resets the connection after the request took effect, so the code is spent without an answer (reset)', async () => {
+      const server = await start();
+      const code = server.mintCode(newUser(), { scopes: SCOPES });
+      server.injectFault({ endpoint: 'token', kind: 'reset' });
+      const dropped = await rejection(
+        fetch(server.endpoints.tokenUrl, {
+          method: 'POST',
+          headers: FORM,
+          body: new URLSearchParams(tokenForm({ grant_type: 'authorization_code', code })),
+        }),
+      );
+      expect(dropped).to.be.instanceOf(TypeError);
+      expect(server.stats()).to.include({ token: 1, authorizationCode: 1 });
+      const err = await httpFailure(clientFor(server).getToken({ code, redirect_uri: '' }));
+      expect(err.response.data).to.deep.include({ error: 'invalid_grant' });
+      // Only the one request was reset.
+      const code2 = server.mintCode(newUser(), { scopes: SCOPES });
+      expect((await clientFor(server).getToken({ code: code2, redirect_uri: '' })).tokens.access_token).to.be.a('string');
+    });
   });
 
   describe('stats, secrets, control API and lifecycle', () => {

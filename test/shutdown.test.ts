@@ -76,6 +76,7 @@ describe('shutdown on SIGTERM (spawned broker process)', function () {
       TOKENBROKER_GOOGLE_CERTS_URL: google.endpoints.pemCertsUrl,
       TOKENBROKER_ID_TOKEN_ISSUERS: google.issuer,
       TOKENBROKER_ALLOWED_APP_CLIENT_IDS: APP_CLIENT_ID,
+      TOKENBROKER_CALLER_AUTH: 'insecure-none',
     };
   });
   after(async () => {

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startApp } from '../src/app';
-import { loadConfig } from '../src/config/config';
+import { ConfigError, loadConfig } from '../src/config/config';
 import { LocalSecretManagerServer } from '../src/local/secret-manager-server';
 import { firestoreEmulator } from './support/global-fixtures';
 import { captureLogs } from './support/log-capture';
@@ -30,6 +30,7 @@ function env(extra: Record<string, string>): Record<string, string> {
     TOKENBROKER_GOOGLE_TOKEN_URL: 'http://127.0.0.1:9/token',
     TOKENBROKER_GOOGLE_REVOKE_URL: 'http://127.0.0.1:9/revoke',
     TOKENBROKER_GOOGLE_CERTS_URL: 'http://127.0.0.1:9/certs',
+    TOKENBROKER_CALLER_AUTH: 'insecure-none',
     ...extra,
   };
 }
@@ -103,6 +104,33 @@ describe('start-up', () => {
         (err: unknown) => (err as Error).message,
       );
       expect(message).to.include(`${dir}/missing.json`).and.include('ENOENT');
+    });
+
+    const fileSecrets = () => ({ TOKENBROKER_OAUTH_CLIENT_SECRET: `file:${dir}/client.json`, TOKENBROKER_ENCRYPTION_KEYSET: `file:${dir}/keyset.json` });
+    const withPolicy = (file: string) =>
+      env({ ...fileSecrets(), TOKENBROKER_CALLER_AUTH: 'google-id-token', TOKENBROKER_CALLER_AUDIENCE: 'https://tokenbroker.test', TOKENBROKER_POLICY_FILE: file });
+
+    it('refuses to start with a missing or malformed caller policy, naming the setting', async () => {
+      writeFileSync(path.join(dir, 'policy.yaml'), 'callers:\n  a@p.iam.gserviceaccount.com:\n    rpcs: [GetAccessToken]\n');
+      for (const [file, expected] of [
+        [`${dir}/no-policy.yaml`, 'ENOENT'],
+        [`${dir}/policy.yaml`, 'scopes must list the scopes'],
+      ] as const) {
+        const err = await startApp(loadConfig(withPolicy(file)), { logDestination: captureLogs() }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).to.be.instanceOf(ConfigError);
+        expect((err as Error).message).to.match(/^TOKENBROKER_POLICY_FILE: /).and.include(file).and.include(expected);
+      }
+    });
+
+    it('warns loudly when it serves without caller authentication', async () => {
+      const lines: string[] = [];
+      const app = await startApp(loadConfig(env(fileSecrets())), { logDestination: captureLogs(lines) });
+      await app.stop();
+      const warning = lines.find((line) => line.includes('"event":"insecure_caller_auth"'));
+      expect(warning).to.include('"severity":"WARN"').and.include('ANY CALLER');
     });
   });
 

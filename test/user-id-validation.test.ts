@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Sealer } from '../src/crypto/sealer';
 import { TokenBroker } from '../src/domain/token-broker';
-import type { ExchangeLedger, GoogleOAuth, GrantStore } from '../src/domain/ports';
+import type { ExchangeLedger, GoogleOAuth, GrantStore, SharedTokenStore } from '../src/domain/ports';
 import { expectGrpcError, useStack } from './support/stack';
 
 const INVALID_USER_IDS = ['', 'a/b', '..', '__x__', '9'.repeat(300), 'abc123', '12 34', '123/../456', '-1', '１２３'];
@@ -38,6 +38,7 @@ describe('user_id validation', () => {
     const broker = new TokenBroker(
       {
         store: untouchable<GrantStore>('store'),
+        shared: untouchable<SharedTokenStore>('shared'),
         exchanges: untouchable<ExchangeLedger>('exchanges'),
         oauth: untouchable<GoogleOAuth>('oauth'),
         sealer: untouchable<Sealer>('sealer'),

@@ -16,6 +16,20 @@ export interface CallOptions {
   metadata?: Metadata;
 }
 
+/** How {@link TokenBrokerClient} reaches the service and proves who it is. */
+export interface TokenBrokerClientOptions {
+  /** Channel credentials; plaintext by default (loopback, or a mesh sidecar). */
+  credentials?: ChannelCredentials;
+  /**
+   * Returns the caller's Google ID token for the broker's audience, sent as
+   * `authorization: Bearer` on every call. On GCP, google-auth-library's
+   * `GoogleAuth.getIdTokenClient(audience)` mints and renews one for the
+   * workload's service account. Unset when the broker authenticates callers
+   * by mutual TLS or runs with insecure-none.
+   */
+  idToken?: () => string | Promise<string>;
+}
+
 /**
  * A promise-based client of TokenBrokerService over the ts-proto generated
  * one, for peer services, the CLI and tests. Errors are grpc-js
@@ -25,12 +39,12 @@ export class TokenBrokerClient {
   /** The generated callback-style client, for what this wrapper does not cover. */
   readonly raw: TokenBrokerServiceClient;
 
-  /**
-   * @param address host:port of the service
-   * @param credentials channel credentials; plaintext by default (loopback, or a mesh sidecar)
-   */
-  constructor(address: string, credentials: ChannelCredentials = grpcCredentials.createInsecure()) {
-    this.raw = new TokenBrokerServiceClient(address, credentials);
+  private readonly idToken: TokenBrokerClientOptions['idToken'];
+
+  /** @param address host:port of the service */
+  constructor(address: string, options: TokenBrokerClientOptions = {}) {
+    this.raw = new TokenBrokerServiceClient(address, options.credentials ?? grpcCredentials.createInsecure());
+    this.idToken = options.idToken;
   }
 
   exchangeCode(request: Partial<ExchangeCodeRequest>, options?: CallOptions): Promise<ExchangeCodeResponse> {
@@ -50,12 +64,13 @@ export class TokenBrokerClient {
     this.raw.close();
   }
 
-  private unary<Req, Res>(
+  private async unary<Req, Res>(
     invoke: (req: Req, md: Metadata, opts: { deadline?: Date }, cb: (err: Error | null, res?: Res) => void) => unknown,
     request: Req,
     options: CallOptions = {},
   ): Promise<Res> {
     const metadata = options.metadata ?? new Metadata();
+    if (this.idToken && !metadata.get('authorization').length) metadata.set('authorization', `Bearer ${await this.idToken()}`);
     const opts = options.timeoutMs === undefined ? {} : { deadline: new Date(Date.now() + options.timeoutMs) };
     return new Promise((resolve, reject) => {
       invoke(request, metadata, opts, (err, res) => (err ? reject(err) : resolve(res as Res)));

@@ -39,6 +39,7 @@ export interface Config {
   };
   /** Time budget of one call when the caller sets no (or a longer) deadline. */
   callTimeoutMs: number;
+  callers: CallerAuthConfig;
   allowedAppClientIds: string[];
   tokens: {
     defaultMinTtlMs: number;
@@ -54,6 +55,19 @@ export interface Config {
   /** How long in-flight calls may finish after SIGTERM before they are cut. */
   shutdownGraceMs: number;
 }
+
+/** How callers prove who they are; see the README's Security section. */
+export type CallerAuthConfig =
+  | {
+      mode: 'google-id-token';
+      /** The `aud` callers mint their ID tokens for. */
+      audience: string;
+      /** Path of the caller policy (YAML or JSON). */
+      policyFile: string;
+    }
+  | { mode: 'insecure-none' };
+
+export const CALLER_AUTH_MODES = ['google-id-token', 'insecure-none'] as const;
 
 /** A setting is missing or malformed; the message names it and what was expected. */
 export class ConfigError extends Error {
@@ -95,6 +109,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       breakerOpenMs: read.integer('TOKENBROKER_UPSTREAM_BREAKER_OPEN_MS', 10_000, 100, 300_000),
     },
     callTimeoutMs: read.integer('TOKENBROKER_CALL_TIMEOUT_MS', 10_000, 100, 60_000),
+    callers: readCallerAuth(read),
     allowedAppClientIds: read.list('TOKENBROKER_ALLOWED_APP_CLIENT_IDS', []),
     tokens: {
       defaultMinTtlMs: read.integer('TOKENBROKER_DEFAULT_MIN_TTL_SECONDS', 300, 0, 3300) * 1000,
@@ -118,6 +133,20 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     throw new ConfigError('TOKENBROKER_REFRESH_LEASE_MS must be greater than TOKENBROKER_CALL_TIMEOUT_MS + TOKENBROKER_UPSTREAM_TIMEOUT_MS');
   }
   return config;
+}
+
+/**
+ * Caller authentication has no default: a deployment that forgot it must
+ * not start open. Running without it takes the explicit insecure-none.
+ */
+function readCallerAuth(read: EnvReader): CallerAuthConfig {
+  const mode = read.requiredOneOf('TOKENBROKER_CALLER_AUTH', CALLER_AUTH_MODES);
+  if (mode === 'insecure-none') return { mode };
+  return {
+    mode,
+    audience: read.required('TOKENBROKER_CALLER_AUDIENCE', /^\S{1,512}$/, 'the audience callers mint their ID tokens for (e.g. the service URL)'),
+    policyFile: read.required('TOKENBROKER_POLICY_FILE', /^\S+$/, 'the path of the caller policy file (YAML or JSON)'),
+  };
 }
 
 /** Typed, validating accessors over an environment map. */
@@ -183,6 +212,12 @@ class EnvReader {
       .split(',')
       .map((s) => s.trim())
       .filter((s) => s.length > 0);
+  }
+
+  requiredOneOf<T extends string>(name: string, allowed: readonly T[]): T {
+    const value = this.raw(name);
+    if (value === undefined) throw new ConfigError(`${name} is required: set it to one of ${allowed.join(', ')}`);
+    return this.oneOf(name, value as T, allowed);
   }
 
   oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {

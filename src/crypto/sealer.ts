@@ -20,6 +20,16 @@ export class Sealer {
     return `tokenbroker.v1/${userId}/${field}`;
   }
 
+  /** ID of the key new boxes are sealed with. */
+  get primaryKeyId(): string {
+    return this.keyset.primary.id;
+  }
+
+  /** Opens `box` and seals its content again under the primary key (key rotation). */
+  reseal(box: SealedBox, context: string): SealedBox {
+    return this.seal(this.open(box, context), context);
+  }
+
   /** Seals `plaintext` for `context` under the primary key with a fresh random nonce. */
   seal(plaintext: string, context: string): SealedBox {
     const iv = randomBytes(IV_BYTES);

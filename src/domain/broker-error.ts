@@ -14,7 +14,9 @@ export type BrokerErrorCode =
   | 'OAUTH_CLIENT_REJECTED'
   | 'STORE_UNAVAILABLE'
   | 'STORED_DATA_UNREADABLE'
-  | 'DEADLINE_EXCEEDED';
+  | 'DEADLINE_EXCEEDED'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED';
 
 /**
  * The one error type domain code throws. `message` and `metadata` reach the

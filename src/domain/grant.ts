@@ -1,4 +1,28 @@
+import { createHash } from 'node:crypto';
 import type { SealedBox } from '../crypto/sealed-box';
+
+/**
+ * Identifies the refresh token a grant holds: changes whenever it is
+ * replaced, rotated or re-sealed (the nonce is fresh each time). Access
+ * tokens shared between replicas name it, so a token from a replaced grant
+ * is never served for the new one.
+ */
+export function grantVersion(grant: GrantRecord): string {
+  return grant.refreshToken.iv.toString('base64url');
+}
+
+/** The field name the refresh token is sealed for (part of its associated data). */
+export const REFRESH_TOKEN_FIELD = 'refresh_token';
+
+/**
+ * How Google's Cross-Account Protection names a token in token-revoked
+ * events (token_identifier_alg hash_base64_sha512_sha512): SHA-512 of the
+ * SHA-512 digest of the token, base64. One-way; safe to store beside the grant.
+ */
+export function riscTokenHash(token: string): string {
+  const inner = createHash('sha512').update(token, 'utf8').digest();
+  return createHash('sha512').update(inner).digest('base64');
+}
 
 /** The user's identity as Google's ID token states it. */
 export interface Profile {
@@ -29,9 +53,16 @@ export interface GrantRecord {
   scopes: string[];
   /** The refresh token, sealed for this user and field. */
   refreshToken: SealedBox;
+  /** {@link riscTokenHash} of the refresh token, to match Cross-Account Protection events without opening anything. */
+  refreshTokenHash?: string;
   status: GrantStatus;
   /** Why the grant died (Google's OAuth error code), when status is REAUTH_REQUIRED. */
   deadReason?: string;
+  /**
+   * When Google issued the ID token of the latest sign-in applied (ms since
+   * the epoch): an older sign-in finishing late never overwrites a newer one.
+   */
+  signedInAt?: number;
   /** Milliseconds since the epoch. */
   createdAt: number;
   updatedAt: number;

@@ -1,3 +1,4 @@
+import type { SealedBox } from '../crypto/sealed-box';
 import type { Deadline } from './deadline';
 import type { GrantRecord } from './grant';
 
@@ -17,6 +18,42 @@ export interface GrantStore {
    * mutation throws propagate unchanged. Resolves with the state before and after.
    */
   update(userId: string, mutate: GrantMutation): Promise<{ before: GrantRecord | undefined; after: GrantRecord | undefined }>;
+  /** Up to `limit` stored user IDs in ascending order, starting after `after` (from the start when undefined). */
+  listUserIds(after: string | undefined, limit: number): Promise<string[]>;
+}
+
+/**
+ * What every replica shares about one user's access token for one scope
+ * set: the last token obtained (sealed like the refresh token) and the
+ * lease of the replica refreshing it now, if any.
+ */
+export interface SharedTokenRecord {
+  userId: string;
+  /** The normalized scope list, space-separated ('' = the whole grant). */
+  scopeKey: string;
+  /** Who is refreshing, and until when (ms since the epoch) that claim holds. */
+  lease?: { holder: string; until: number };
+  token?: {
+    sealed: SealedBox;
+    /** Milliseconds since the epoch. */
+    expiresAt: number;
+    scopes: string[];
+    /** {@link grantVersion} of the grant the token was refreshed from. */
+    grantVersion: string;
+  };
+}
+
+/** Like {@link GrantMutation}, for a shared token record; pure, may run more than once. */
+export type SharedTokenMutation = (current: SharedTokenRecord | undefined) => SharedTokenRecord | undefined;
+
+/**
+ * Where replicas share access tokens and refresh leases (Firestore in
+ * production). Failures throw BrokerError STORE_UNAVAILABLE.
+ */
+export interface SharedTokenStore {
+  get(userId: string, scopeKey: string): Promise<SharedTokenRecord | undefined>;
+  /** Reads the record and writes what `mutate` returns, atomically (undefined: no write). */
+  update(userId: string, scopeKey: string, mutate: SharedTokenMutation): Promise<{ before: SharedTokenRecord | undefined; after: SharedTokenRecord | undefined }>;
 }
 
 /** What a Google token endpoint returned, with times made absolute. */

@@ -4,11 +4,21 @@ import { AccessTokenCache, type CachedToken } from './access-token-cache';
 import { BrokerError, isBrokerError } from './broker-error';
 import type { Clock } from './clock';
 import { Deadline } from './deadline';
-import type { GrantRecord, Profile } from './grant';
-import { OAuthError, type ExchangeLedger, type GoogleOAuth, type GrantMutation, type GrantStore, type IdentityClaims, type TokenSet } from './ports';
+import { REFRESH_TOKEN_FIELD, riscTokenHash, type GrantRecord, type Profile } from './grant';
+import {
+  OAuthError,
+  type ExchangeLedger,
+  type GoogleOAuth,
+  type GrantMutation,
+  type GrantStore,
+  type IdentityClaims,
+  type SharedTokenStore,
+  type TokenSet,
+} from './ports';
 import { IdempotentExchange } from './idempotent-exchange';
 import { ProfileCache } from './profile-cache';
 import { missingScopes, normalizeScopes } from './scopes';
+import { SharedRefresh, type RefreshOutcome } from './shared-refresh';
 import { SingleFlight } from './single-flight';
 import { checkUserId } from './user-id';
 
@@ -37,6 +47,7 @@ export interface TokenBrokerOptions {
 /** Everything {@link TokenBroker} talks to, passed in by the composition root. */
 export interface TokenBrokerDeps {
   store: GrantStore;
+  shared: SharedTokenStore;
   exchanges: ExchangeLedger;
   oauth: GoogleOAuth;
   sealer: Sealer;
@@ -58,7 +69,6 @@ export type AccessToken = CachedToken;
 
 const MAX_AUTH_CODE_LENGTH = 2048;
 const MAX_REDIRECT_URI_LENGTH = 2048;
-const REFRESH_TOKEN_FIELD = 'refresh_token';
 
 /**
  * The broker's domain logic: exchanging codes into stored grants and serving
@@ -69,6 +79,7 @@ export class TokenBroker {
   private readonly profiles: ProfileCache;
   private readonly refreshes = new SingleFlight<CachedToken>();
   private readonly idempotent: IdempotentExchange<ExchangeResult>;
+  private readonly shared: SharedRefresh;
 
   constructor(
     private readonly deps: TokenBrokerDeps,
@@ -81,6 +92,7 @@ export class TokenBroker {
       pendingTimeoutMs: options.exchangePendingTimeoutMs,
       pollIntervalMs: 100,
     });
+    this.shared = new SharedRefresh(deps.shared, deps.sealer, deps.clock, deps.logger, { leaseMs: options.refreshLeaseMs, pollMs: 100 });
   }
 
   /**
@@ -128,15 +140,23 @@ export class TokenBroker {
       ? this.deps.sealer.seal(tokens.refreshToken, Sealer.context(userId, REFRESH_TOKEN_FIELD))
       : undefined;
     const now = this.deps.clock.now();
+    const signedInAt = claims.issuedAt ?? now;
 
+    let superseded = false;
     const { before, after } = await this.storeExchange(userId, tokens.refreshToken, (current) => {
+      // Two sign-ins of one user racing: the one Google issued later wins,
+      // whichever reaches the store last.
+      superseded = current?.signedInAt !== undefined && current.signedInAt > signedInAt;
+      if (superseded) return undefined;
       if (sealed) {
         return {
           userId,
           profile,
           scopes: tokens.scopes,
           refreshToken: sealed,
+          refreshTokenHash: riscTokenHash(tokens.refreshToken as string),
           status: 'ACTIVE',
+          signedInAt,
           createdAt: current?.createdAt ?? now,
           updatedAt: now,
         };
@@ -149,9 +169,16 @@ export class TokenBroker {
           'Google granted no refresh token and none is stored: sign the user in again with the consent prompt',
         );
       }
-      return { ...current, profile, updatedAt: now };
+      return { ...current, profile, signedInAt, updatedAt: now };
     });
     const stored = after as GrantRecord;
+    if (superseded) {
+      // The older grant's refresh token is dropped, not revoked: revoking
+      // any token of a grant revokes the user's whole grant to this client,
+      // the newer one included.
+      this.deps.logger.info({ event: 'older_sign_in_ignored', userId }, 'a newer sign-in is already stored; this one was not applied');
+      return { userId, profile: stored.profile, grantedScopes: stored.scopes, created: false };
+    }
     this.profiles.set(stored.profile);
     if (sealed) {
       // A new grant replaces the old one (its scopes may differ). Its access
@@ -214,7 +241,18 @@ export class TokenBroker {
     // A refresh started for a shorter min_ttl may hand back a token that does
     // not last long enough for this caller; fresh tokens live ~1 h and ttl is
     // capped below that, so the shared result always satisfies it.
-    return this.refreshes.run(`${userId} ${scopeKey}`, () => this.refresh(userId, wanted, scopeKey, deadline));
+    return this.refreshes.run(`${userId} ${scopeKey}`, async () => {
+      const token = await this.shared.obtain({
+        userId,
+        scopeKey,
+        minTtlMs: ttl,
+        deadline,
+        loadGrant: () => this.loadGrantCovering(userId, wanted),
+        refresh: (grant) => this.refreshAtGoogle(grant, wanted, deadline),
+      });
+      this.tokens.set(userId, scopeKey, token);
+      return token;
+    });
   }
 
   /** Returns the stored profile of `userId` (briefly cached), or USER_NOT_FOUND. */
@@ -228,14 +266,22 @@ export class TokenBroker {
     return grant.profile;
   }
 
-  private async refresh(userId: string, wanted: string[], scopeKey: string, deadline: Deadline): Promise<CachedToken> {
-    let grant = await this.loadActiveGrant(userId);
+  /** The user's live grant, checked to cover `wanted`. */
+  private async loadGrantCovering(userId: string, wanted: string[]): Promise<GrantRecord> {
+    const grant = await this.loadActiveGrant(userId);
     const missing = missingScopes(wanted, grant.scopes);
     if (missing.length > 0) {
       throw new BrokerError('SCOPE_NOT_GRANTED', 'the user has not granted every requested scope', {
         metadata: { missingScopes: missing.join(' ') },
       });
     }
+    return grant;
+  }
+
+  /** Refreshes at Google from `grant` (the caller holds the refresh lease) and persists what changed. */
+  private async refreshAtGoogle(start: GrantRecord, wanted: string[], deadline: Deadline): Promise<RefreshOutcome> {
+    let grant = start;
+    const userId = grant.userId;
     const context = Sealer.context(userId, REFRESH_TOKEN_FIELD);
     // Asking for the whole grant sends no scope parameter; a subset narrows
     // the token to what the caller asked for.
@@ -252,7 +298,7 @@ export class TokenBroker {
         grant = replacement;
         continue;
       }
-      return this.keep(grant, tokens, wanted, scopeKey, context);
+      return this.keep(grant, tokens, wanted, context);
     }
   }
 
@@ -274,28 +320,31 @@ export class TokenBroker {
     return undefined;
   }
 
-  /** Persists what a refresh changed (rotated refresh token, new profile), then caches the token. */
-  private async keep(
-    grant: GrantRecord,
-    tokens: TokenSet,
-    wanted: string[],
-    scopeKey: string,
-    context: string,
-  ): Promise<CachedToken> {
+  /**
+   * Persists what a refresh changed (rotated refresh token, new profile).
+   * The outcome names the grant the token belongs to: the stored one when
+   * the rotated refresh token went in, else the one refreshed from.
+   */
+  private async keep(grant: GrantRecord, tokens: TokenSet, wanted: string[], context: string): Promise<RefreshOutcome> {
     const userId = grant.userId;
     const rotated = tokens.refreshToken ? this.deps.sealer.seal(tokens.refreshToken, context) : undefined;
     const fresh = tokens.idToken ? await this.profileFromRefresh(tokens.idToken, userId) : undefined;
     const profile = fresh && !sameProfile(fresh, grant.profile) ? fresh : undefined;
+    let source = grant;
     if (rotated || profile) {
       // A rotated refresh token must be stored before we answer: the old one
       // may already be dead at Google.
-      await this.deps.store.update(userId, (current) => {
+      const { after } = await this.deps.store.update(userId, (current) => {
         if (!current) return undefined;
         const next: GrantRecord = { ...current, updatedAt: this.deps.clock.now() };
-        if (rotated && sameBox(current, grant)) next.refreshToken = rotated;
+        if (rotated && sameBox(current, grant)) {
+          next.refreshToken = rotated;
+          next.refreshTokenHash = riscTokenHash(tokens.refreshToken as string);
+        }
         if (profile) next.profile = profile;
         return next;
       });
+      if (rotated && after && after.refreshToken === rotated) source = after;
       if (profile) this.profiles.set(profile);
     }
     const token: CachedToken = {
@@ -303,8 +352,7 @@ export class TokenBroker {
       expiresAt: tokens.expiresAt,
       scopes: tokens.scopes.length > 0 ? tokens.scopes : wanted.length > 0 ? wanted : grant.scopes,
     };
-    this.tokens.set(userId, scopeKey, token);
-    return token;
+    return { token, grant: source };
   }
 
   /** A fresh ID token in a refresh response updates the profile; a bad one is logged and ignored. */

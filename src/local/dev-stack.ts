@@ -113,6 +113,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       TOKENBROKER_ALLOWED_APP_CLIENT_IDS: DEV_APP_CLIENT_ID,
       TOKENBROKER_LOG_LEVEL: 'debug',
       TOKENBROKER_SHUTDOWN_GRACE_MS: '2000',
+      // The dev stack serves anyone on loopback; the broker warns about it at start.
+      TOKENBROKER_CALLER_AUTH: 'insecure-none',
     };
     const logDestination = options.logDestination ?? process.stdout;
     const { app, moved } = await startBroker(env, options.port, logDestination);

@@ -16,6 +16,8 @@ export const ERROR_DOMAIN = 'tokenbroker.v1';
  * - Google rejecting our own client credentials -> INTERNAL: an operator
  *   must fix the deployment, the caller can do nothing;
  * - a stored ciphertext that will not open -> DATA_LOSS;
+ * - no or a bad caller credential -> UNAUTHENTICATED; a known caller
+ *   the policy does not allow this RPC or these scopes -> PERMISSION_DENIED;
  * - the call's time budget spent -> DEADLINE_EXCEEDED (work begun goes on,
  *   so a retry usually finds its result).
  */
@@ -32,6 +34,8 @@ const STATUS_OF: Record<BrokerErrorCode, status> = {
   STORE_UNAVAILABLE: status.UNAVAILABLE,
   STORED_DATA_UNREADABLE: status.DATA_LOSS,
   DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
 };
 
 /**

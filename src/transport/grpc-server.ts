@@ -5,9 +5,9 @@ import { HealthImplementation } from 'grpc-health-check';
 import path from 'node:path';
 import type { TokenBroker } from '../domain/token-broker';
 import { TokenBrokerServiceService } from '../gen/tokenbroker/v1/token_broker';
-import type { Logger } from '../observability/logger';
 import { InFlightCalls } from './in-flight-calls';
-import { tokenBrokerService } from './token-broker-service';
+import { tokenBrokerService, type CallContext } from './token-broker-service';
+import { tolerantRequests } from './undecodable-request';
 
 /** Fully qualified name of the service, as health checks name it. */
 export const SERVICE_NAME = 'tokenbroker.v1.TokenBrokerService';
@@ -47,10 +47,10 @@ export interface GrpcServer {
  * Builds the gRPC server: TokenBrokerService, grpc.health.v1 (NOT_SERVING
  * until {@link listen} finishes) and server reflection.
  */
-export function createGrpcServer(broker: TokenBroker, logger: Logger, callTimeoutMs: number): GrpcServer {
+export function createGrpcServer(broker: TokenBroker, context: Omit<CallContext, 'inFlight'>): GrpcServer {
   const server = new Server(SERVER_OPTIONS);
   const inFlight = new InFlightCalls();
-  server.addService(TokenBrokerServiceService, tokenBrokerService(broker, logger, inFlight, callTimeoutMs));
+  server.addService(tolerantRequests(TokenBrokerServiceService), tokenBrokerService(broker, { ...context, inFlight }));
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   const definition = loadSync(path.join(PROTO_ROOT, 'tokenbroker/v1/token_broker.proto'), { includeDirs: [PROTO_ROOT] });

@@ -1,4 +1,7 @@
 import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import type { Caller, CallerAccess } from '../auth/caller-access';
+import type { CallerCredentials } from '../auth/caller-authenticator';
+import type { PolicyRpc } from '../auth/caller-policy';
 import { BrokerError } from '../domain/broker-error';
 import { Deadline } from '../domain/deadline';
 import type { Profile } from '../domain/grant';
@@ -9,13 +12,14 @@ import { describeError } from '../observability/describe-error';
 import type { Logger } from '../observability/logger';
 import { toStatus } from './error-status';
 import type { InFlightCalls } from './in-flight-calls';
+import { isUndecodable } from './undecodable-request';
 
 /**
  * The gRPC face of {@link TokenBroker}: converts messages to domain calls
  * and domain errors to statuses, and logs one line per failed call.
  */
-export function tokenBrokerService(broker: TokenBroker, logger: Logger, inFlight: InFlightCalls, callTimeoutMs: number): TokenBrokerServiceServer {
-  const context: CallContext = { logger, inFlight, callTimeoutMs };
+export function tokenBrokerService(broker: TokenBroker, context: CallContext): TokenBrokerServiceServer {
+  const { access } = context;
   return {
     exchangeCode: unary('ExchangeCode', context, async (req, deadline) => {
       const result = await broker.exchangeCode(req.authCode, req.redirectUri, deadline);
@@ -26,8 +30,11 @@ export function tokenBrokerService(broker: TokenBroker, logger: Logger, inFlight
         created: result.created,
       };
     }),
-    getAccessToken: unary('GetAccessToken', context, async (req, deadline) => {
-      const token = await broker.getAccessToken(req.userId, req.scopes, durationMs(req.minTtl), deadline);
+    getAccessToken: unary('GetAccessToken', context, async (req, deadline, caller) => {
+      const scopes = access.scopesFor(caller, req.scopes);
+      const token = await broker.getAccessToken(req.userId, scopes, durationMs(req.minTtl), deadline);
+      // The audit trail: who got a token for whom, never the token itself.
+      context.logger.info({ event: 'token_issued', caller: caller.identity, userId: req.userId, scopes: token.scopes }, 'access token issued');
       return { accessToken: token.accessToken, expireTime: new Date(token.expiresAt), scopes: token.scopes };
     }),
     getProfile: unary('GetProfile', context, async (req) => ({
@@ -37,11 +44,13 @@ export function tokenBrokerService(broker: TokenBroker, logger: Logger, inFlight
 }
 
 /** What every handler shares. */
-interface CallContext {
+export interface CallContext {
   logger: Logger;
   inFlight: InFlightCalls;
   /** Budget of a call whose caller set no deadline, and cap on longer ones. */
   callTimeoutMs: number;
+  /** Authentication and policy, checked before any handler runs. */
+  access: CallerAccess;
 }
 
 /**
@@ -50,20 +59,27 @@ interface CallContext {
  * gets the call's deadline: the caller's, capped at the server's budget.
  */
 function unary<Req, Res>(
-  method: string,
-  { logger, inFlight, callTimeoutMs }: CallContext,
-  handle: (req: Req, deadline: Deadline) => Promise<Res>,
+  method: PolicyRpc,
+  { logger, inFlight, callTimeoutMs, access }: CallContext,
+  handle: (req: Req, deadline: Deadline, caller: Caller) => Promise<Res>,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   return (call, rawCallback) => {
     const callback = inFlight.track(rawCallback);
     const started = process.hrtime.bigint();
     const deadline = Deadline.in(Math.min(callTimeoutMs, callerRemainingMs(call)));
-    answerBy(deadline, handle(call.request, deadline)).then(
+    let admitted: Caller | undefined;
+    const work = access.admit(credentialsOf(call), method).then((caller) => {
+      admitted = caller;
+      return isUndecodable(call.request)
+        ? Promise.reject(new BrokerError('INVALID_REQUEST', 'the request is not a valid protobuf message'))
+        : handle(call.request, deadline, caller);
+    });
+    answerBy(deadline, work).then(
       (res) => callback(null, res),
       (err: unknown) => {
         const sent = toStatus(err);
         const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
-        const fields = { rpc: method, code: status[sent.code], latencyMs, error: describeError(err) };
+        const fields = { rpc: method, code: status[sent.code], latencyMs, caller: admitted?.identity, error: describeError(err) };
         // Errors of the caller's making are routine; ours are not.
         if (sent.code === status.INTERNAL || sent.code === status.DATA_LOSS || sent.code === status.UNAVAILABLE) {
           logger.error(fields, `${method} failed`);
@@ -87,6 +103,15 @@ function answerBy<T>(deadline: Deadline, work: Promise<T>): Promise<T> {
     timer = setTimeout(() => reject(new BrokerError('DEADLINE_EXCEEDED', 'the call did not finish within its time budget')), deadline.remainingMs());
   });
   return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
+/** The credentials a call presents: its authorization metadata and, over mutual TLS, the client certificate's SANs. */
+function credentialsOf(call: ServerUnaryCall<unknown, unknown>): CallerCredentials {
+  const authorization = call.metadata.get('authorization')[0];
+  return {
+    authorization: typeof authorization === 'string' ? authorization : undefined,
+    peerSubjectAltName: call.getAuthContext().sslPeerCertificate?.subjectaltname,
+  };
 }
 
 /** Milliseconds until the caller's deadline; Infinity when it set none. */

@@ -1,6 +1,9 @@
 import { Firestore } from '@google-cloud/firestore';
 import { expect } from 'chai';
 import { randomBytes, randomInt } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { startApp, type RunningApp } from '../../src/app';
 import { TokenBrokerClient } from '../../src/client/token-broker-client';
 import { errorInfoOf, isServiceError } from '../../src/client/error-info';
@@ -22,14 +25,31 @@ export const SIGN_IN_SCOPES = ['openid', 'email', 'profile', 'https://www.google
 
 const PROJECT = 'tokenbroker-test';
 const OAUTH_SECRET_NAME = `projects/${PROJECT}/secrets/oauth-client`;
-const KEYSET_SECRET_NAME = `projects/${PROJECT}/secrets/token-keyset`;
+/** The keyset's secret in the stack's Secret Manager; the broker reads version 1 unless `env` says otherwise. */
+export const KEYSET_SECRET_NAME = `projects/${PROJECT}/secrets/token-keyset`;
+
+/** An encryption keyset as its secret holds it. */
+export interface KeysetSpec {
+  primary: string;
+  keys: Array<{ id: string; key: string }>;
+}
+
+/** The audience a stack with a caller policy expects callers' ID tokens for. */
+export const CALLER_AUDIENCE = 'https://tokenbroker.test';
 
 /** Options of {@link TestStack.start}. */
 export interface StackOptions {
+  /**
+   * A caller policy (YAML): the broker then authenticates callers by Google
+   * ID token and enforces it. Without one it runs with insecure-none.
+   */
+  policy?: string;
   /** Extra or replaced environment settings of the broker. */
   env?: Record<string, string>;
   /** Secret the broker is configured with; defaults to the one the local Google expects. */
   brokerClientSecret?: string;
+  /** The encryption keyset (version 1 of its secret); default: one random key `k1`. */
+  keyset?: KeysetSpec;
   /** A Firestore emulator of the test's own (to stop it mid-test); default: the suite's shared one. */
   emulator?: FirestoreEmulator;
 }
@@ -51,27 +71,41 @@ export class TestStack {
     /** A separate Firestore client for inspecting what the broker stored. */
     readonly db: Firestore,
     readonly collection: string,
-    private readonly config: Config,
+    /** The environment the broker was configured from (secret references, never secret values). */
+    readonly env: Readonly<Record<string, string>>,
+    readonly config: Config,
+    private readonly policyDir: string,
   ) {}
 
   /** Starts a stack; close it with {@link close}. */
   static async start(options: StackOptions = {}): Promise<TestStack> {
     const clientSecret = `GOCSPX-${randomBytes(18).toString('base64url')}`;
-    const key = randomBytes(32).toString('base64');
+    const keyset = options.keyset ?? { primary: 'k1', keys: [{ id: 'k1', key: randomBytes(32).toString('base64') }] };
     issuedSecrets.add(clientSecret);
-    issuedSecrets.add(key);
+    for (const { key } of keyset.keys) issuedSecrets.add(key);
     const google = await LocalOAuthServer.start({ clientId: SERVER_CLIENT_ID, clientSecret, appClientIds: [APP_CLIENT_ID] });
     const brokerSecret = options.brokerClientSecret ?? clientSecret;
     issuedSecrets.add(brokerSecret);
     const secretManager = await LocalSecretManagerServer.start({
       secrets: {
         [OAUTH_SECRET_NAME]: JSON.stringify({ installed: { client_id: SERVER_CLIENT_ID, client_secret: brokerSecret } }),
-        [KEYSET_SECRET_NAME]: JSON.stringify({ primary: 'k1', keys: [{ id: 'k1', key }] }),
+        [KEYSET_SECRET_NAME]: JSON.stringify(keyset),
       },
     });
     const emulator = options.emulator ?? firestoreEmulator();
     const collection = `grants_${randomBytes(4).toString('hex')}`;
-    const config = loadConfig({
+    const policyDir = mkdtempSync(path.join(tmpdir(), 'tokenbroker-policy-'));
+    const callerAuth: Record<string, string> = { TOKENBROKER_CALLER_AUTH: 'insecure-none' };
+    if (options.policy !== undefined) {
+      writeFileSync(path.join(policyDir, 'policy.yaml'), options.policy);
+      Object.assign(callerAuth, {
+        TOKENBROKER_CALLER_AUTH: 'google-id-token',
+        TOKENBROKER_CALLER_AUDIENCE: CALLER_AUDIENCE,
+        TOKENBROKER_POLICY_FILE: path.join(policyDir, 'policy.yaml'),
+      });
+    }
+    const env: Record<string, string> = {
+      ...callerAuth,
       TOKENBROKER_LISTEN_HOST: '127.0.0.1',
       PORT: '0',
       GOOGLE_CLOUD_PROJECT: emulator.projectId,
@@ -90,7 +124,8 @@ export class TestStack {
       TOKENBROKER_LOG_LEVEL: 'debug',
       TOKENBROKER_SHUTDOWN_GRACE_MS: '1000',
       ...options.env,
-    });
+    };
+    const config = loadConfig(env);
     const clock = new ManualClock();
     const stackLogs: string[] = [];
     let app: RunningApp;
@@ -98,11 +133,12 @@ export class TestStack {
       app = await startApp(config, { clock, logDestination: captureLogs(stackLogs) });
     } catch (err: unknown) {
       await Promise.all([google.close(), secretManager.close()]);
+      rmSync(policyDir, { recursive: true, force: true });
       throw err;
     }
     const client = new TokenBrokerClient(`127.0.0.1:${app.port}`);
     const db = new Firestore(emulator.clientSettings());
-    return new TestStack(stackLogs, clock, google, secretManager, app, client, db, collection, config);
+    return new TestStack(stackLogs, clock, google, secretManager, app, client, db, collection, env, config, policyDir);
   }
 
   /**
@@ -120,6 +156,33 @@ export class TestStack {
         await app.stop();
       },
     };
+  }
+
+  /**
+   * A Google-signed ID token for the service account `email`, minted for
+   * {@link CALLER_AUDIENCE} by the local Google; `claims` override any claim.
+   */
+  callerToken(email: string, claims: Record<string, unknown> = {}): string {
+    const now = Math.floor(Date.now() / 1000);
+    const token = this.google.signIdToken({
+      iss: this.google.issuer,
+      aud: CALLER_AUDIENCE,
+      azp: `${randomInt(1e9)}`,
+      sub: `1${randomInt(1e9)}`,
+      email,
+      email_verified: true,
+      iat: now,
+      exp: now + 3600,
+      ...claims,
+    });
+    issuedSecrets.add(token);
+    return token;
+  }
+
+  /** A client of this stack's broker that calls as the service account `email`. */
+  clientAs(email: string): TokenBrokerClient {
+    const token = this.callerToken(email);
+    return new TokenBrokerClient(`127.0.0.1:${this.app.port}`, { idToken: () => token });
   }
 
   /** A new Google account with a random `sub`. */
@@ -162,6 +225,7 @@ export class TestStack {
     this.client.close();
     await this.app.stop();
     await Promise.all([this.google.close(), this.secretManager.close(), this.db.terminate()]);
+    rmSync(this.policyDir, { recursive: true, force: true });
   }
 }
 

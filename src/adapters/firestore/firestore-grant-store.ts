@@ -1,8 +1,9 @@
-import type { DocumentData, Firestore } from '@google-cloud/firestore';
+import { FieldPath, type Firestore } from '@google-cloud/firestore';
 import type { GrantRecord } from '../../domain/grant';
 import type { GrantMutation, GrantStore } from '../../domain/ports';
 import { grantFromDocument, grantToDocument } from './grant-document';
 import { storeCall } from './store-call';
+import { readDocument, updateDocument, type DocumentCodec } from './update-document';
 
 /**
  * Grants in Firestore: one document per user in one collection, the
@@ -12,7 +13,7 @@ export class FirestoreGrantStore implements GrantStore {
   /**
    * @param db a Firestore client (built in the composition root)
    * @param collection collection holding one document per user
-   * @param timeoutMs deadline of each operation, transaction retries included
+   * @param timeoutMs deadline of each operation, conflict retries included
    */
   constructor(
     private readonly db: Firestore,
@@ -21,29 +22,26 @@ export class FirestoreGrantStore implements GrantStore {
   ) {}
 
   get(userId: string): Promise<GrantRecord | undefined> {
-    return storeCall(this.timeoutMs, async () => {
-      const snapshot = await this.doc(userId).get();
-      return snapshot.exists ? grantFromDocument(userId, snapshot.data() as DocumentData) : undefined;
-    });
+    return readDocument(this.doc(userId), codec(userId), this.timeoutMs);
   }
 
   update(userId: string, mutate: GrantMutation): Promise<{ before: GrantRecord | undefined; after: GrantRecord | undefined }> {
-    const ref = this.doc(userId);
-    return storeCall(this.timeoutMs, () =>
-      // The SDK retries the transaction on contention (ABORTED), running the
-      // mutation again on fresh data; the mutation is pure, so that is safe.
-      this.db.runTransaction(async (tx) => {
-        const snapshot = await tx.get(ref);
-        const before = snapshot.exists ? grantFromDocument(userId, snapshot.data() as DocumentData) : undefined;
-        const after = mutate(before);
-        if (after === undefined) return { before, after: before };
-        tx.set(ref, grantToDocument(after));
-        return { before, after };
-      }),
-    );
+    return updateDocument(this.doc(userId), codec(userId), this.timeoutMs, mutate);
+  }
+
+  listUserIds(after: string | undefined, limit: number): Promise<string[]> {
+    return storeCall(this.timeoutMs, async () => {
+      let query = this.db.collection(this.collection).orderBy(FieldPath.documentId()).select().limit(limit);
+      if (after !== undefined) query = query.startAfter(after);
+      return (await query.get()).docs.map((doc) => doc.id);
+    });
   }
 
   private doc(userId: string) {
     return this.db.collection(this.collection).doc(userId);
   }
+}
+
+function codec(userId: string): DocumentCodec<GrantRecord> {
+  return { decode: (data) => grantFromDocument(userId, data), encode: grantToDocument };
 }

@@ -35,6 +35,8 @@ export function grantToDocument(grant: GrantRecord): DocumentData {
     updated_at: Timestamp.fromMillis(grant.updatedAt),
   };
   if (grant.deadReason !== undefined) doc.dead_reason = grant.deadReason;
+  if (grant.signedInAt !== undefined) doc.signed_in_at = Timestamp.fromMillis(grant.signedInAt);
+  if (grant.refreshTokenHash !== undefined) doc.refresh_token_hash = grant.refreshTokenHash;
   return doc;
 }
 
@@ -65,6 +67,8 @@ export function grantFromDocument(userId: string, doc: DocumentData): GrantRecor
     updatedAt: doc.updated_at.toMillis(),
   };
   if (typeof doc.dead_reason === 'string') grant.deadReason = doc.dead_reason;
+  if (doc.signed_in_at instanceof Timestamp) grant.signedInAt = doc.signed_in_at.toMillis();
+  if (typeof doc.refresh_token_hash === 'string') grant.refreshTokenHash = doc.refresh_token_hash;
   return grant;
 }
 

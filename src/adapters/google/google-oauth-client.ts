@@ -5,8 +5,13 @@ import type { Clock } from '../../domain/clock';
 import type { Deadline } from '../../domain/deadline';
 import { OAuthError, type GoogleOAuth, type IdentityClaims, type TokenSet } from '../../domain/ports';
 import { parseScopeString } from '../../domain/scopes';
+import type { Logger } from '../../observability/logger';
+import { judgeAttemptFailure, transportFailureName } from './attempt-failure';
+import { CircuitBreaker, type BreakerState } from './circuit-breaker';
 import { GoogleCerts } from './google-certs';
 import type { GoogleEndpoints } from './google-endpoints';
+import { checkIdToken } from './id-token-check';
+import { BreakerOpenError, withRetries, type RetryPolicy } from './retry-policy';
 
 /** Settings of {@link GoogleOAuthClient}. */
 export interface GoogleOAuthClientOptions {
@@ -25,6 +30,18 @@ export interface GoogleOAuthClientOptions {
   /** How long an open breaker fails calls fast before letting one probe through. */
   breakerOpenMs: number;
   clock: Clock;
+  /** Receives circuit breaker state changes; nothing is logged without it. */
+  logger?: Logger;
+}
+
+/** Which of Google's OAuth endpoints a request goes to; names it in messages and logs. */
+type EndpointName = 'token' | 'revoke';
+
+/** One endpoint with its own circuit breaker. */
+interface Endpoint {
+  name: EndpointName;
+  url: string;
+  breaker: CircuitBreaker;
 }
 
 /** Fields of a token endpoint success response (RFC 6749 section 5.1). */
@@ -43,12 +60,19 @@ interface TokenResponse {
  * because the library's refresh cannot narrow scopes and stamps expiry with
  * the wall clock instead of the injected one.
  *
+ * Token and revoke requests are retried here, not by gaxios, so that retries
+ * honour Retry-After and the call's deadline (see {@link withRetries}), and
+ * each endpoint has its own circuit breaker ({@link CircuitBreaker}).
+ *
  * Nothing from a library error reaches our errors: gaxios errors hold the
  * request form (code, client secret) and ID-token errors quote the token.
  */
 export class GoogleOAuthClient implements GoogleOAuth {
   private readonly client: OAuth2Client;
   private readonly certs: GoogleCerts;
+  private readonly tokenEndpoint: Endpoint;
+  private readonly revokeEndpoint: Endpoint;
+  private readonly retryPolicy: RetryPolicy;
 
   constructor(private readonly options: GoogleOAuthClientOptions) {
     this.client = new OAuth2Client({
@@ -68,34 +92,42 @@ export class GoogleOAuthClient implements GoogleOAuth {
       minRefetchIntervalMs: 30_000,
       clock: options.clock,
     });
+    this.tokenEndpoint = this.endpoint('token', options.endpoints.tokenUrl);
+    this.revokeEndpoint = this.endpoint('revoke', options.endpoints.revokeUrl);
+    this.retryPolicy = { maxAttempts: 1 + options.retries, backoffMs: options.backoffMs };
+  }
+
+  private endpoint(name: EndpointName, url: string): Endpoint {
+    const logger = this.options.logger;
+    const breaker = new CircuitBreaker({
+      failureThreshold: this.options.breakerFailures,
+      openMs: this.options.breakerOpenMs,
+      onStateChange: logger ? (state) => logBreakerState(logger, name, state) : undefined,
+    });
+    return { name, url, breaker };
   }
 
   exchangeCode(code: string, redirectUri: string, deadline: Deadline): Promise<TokenSet> {
     // Mobile apps have no redirect URI and Google expects it sent empty.
-    return this.postToken({ grant_type: 'authorization_code', code, redirect_uri: redirectUri }, deadline);
+    // A code is spent by the first request that reaches Google: after a
+    // timeout or a reset (sent, no answer) a resend would only earn
+    // invalid_grant, and the caller would wrongly hear INVALID_AUTH_CODE for
+    // a sign-in that may have worked. So such a failure is final here and
+    // answers UPSTREAM_UNAVAILABLE; 5xx, 429 and failures to connect (the
+    // request never left) are still retried, since Google did not act on them.
+    return this.postToken({ grant_type: 'authorization_code', code, redirect_uri: redirectUri }, deadline, false);
   }
 
   refresh(refreshToken: string, scopes: readonly string[] | undefined, deadline: Deadline): Promise<TokenSet> {
     const form: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
     if (scopes && scopes.length > 0) form.scope = scopes.join(' ');
-    return this.postToken(form, deadline);
+    return this.postToken(form, deadline, true);
   }
 
   async verifyIdToken(idToken: string): Promise<IdentityClaims> {
-    const certs = await this.certs.current();
-    let payload;
-    try {
-      payload = await this.verifyWith(certs, idToken);
-    } catch (err: unknown) {
-      const kind = idTokenFailureKind(err);
-      const refetched = kind === 'unknown key id' ? await this.certs.refetchForUnknownKey() : undefined;
-      if (!refetched) throw invalidIdToken(kind);
-      try {
-        payload = await this.verifyWith(refetched, idToken);
-      } catch (again: unknown) {
-        throw invalidIdToken(idTokenFailureKind(again));
-      }
-    }
+    const checked = await checkIdToken(this.certs, (keys) => this.verifyWith(keys, idToken));
+    if (!checked.ok) throw invalidIdToken(checked.failed);
+    const payload = checked.value;
     if (!payload || typeof payload.sub !== 'string') {
       throw new BrokerError('INVALID_ID_TOKEN', 'the ID token has no subject');
     }
@@ -123,57 +155,74 @@ export class GoogleOAuthClient implements GoogleOAuth {
   async revoke(token: string, deadline: Deadline): Promise<void> {
     // Google's revoke endpoint takes the token in the form body; the
     // library's revokeToken puts it in the URL, where proxies log it.
+    // Revoking twice is harmless, so a request without an answer is resent.
     try {
-      await this.post(this.options.endpoints.revokeUrl, new URLSearchParams({ token }), deadline);
+      await this.post(this.revokeEndpoint, new URLSearchParams({ token }), deadline, true, () => undefined);
     } catch (err: unknown) {
-      const failure = oauthErrorFrom(err);
       // invalid_token: already revoked or expired, which is what we wanted.
-      if (failure instanceof OAuthError && failure.oauthCode === 'invalid_token') return;
-      throw failure;
+      if (err instanceof OAuthError && err.oauthCode === 'invalid_token') return;
+      throw err;
     }
   }
 
-  private async postToken(form: Record<string, string>, deadline: Deadline): Promise<TokenSet> {
+  private postToken(form: Record<string, string>, deadline: Deadline, resendAfterNoAnswer: boolean): Promise<TokenSet> {
     const body = new URLSearchParams({
       ...form,
       client_id: this.options.clientId,
       client_secret: this.options.clientSecret,
     });
-    let text: string;
-    try {
-      text = await this.post(this.options.endpoints.tokenUrl, body, deadline);
-    } catch (err: unknown) {
-      throw oauthErrorFrom(err);
-    }
-    return this.parseTokenResponse(text);
+    return this.post(this.tokenEndpoint, body, deadline, resendAfterNoAnswer, (text) => this.parseTokenResponse(text));
   }
 
-  /** POSTs a form with the configured per-attempt timeout and bounded retries; resolves with the body text. */
-  private async post(url: string, body: URLSearchParams, _deadline: Deadline): Promise<string> {
-    const request: GaxiosOptions = {
+  /**
+   * POSTs a form to `endpoint` and reads the 2xx body with `read`, retrying
+   * transient failures within `deadline` (see {@link withRetries} and
+   * {@link judgeAttemptFailure}). A body `read` rejects fails the attempt
+   * and counts against the endpoint's breaker, but is not resent.
+   *
+   * Throws OAuthError for an OAuth error answer, BrokerError
+   * UPSTREAM_UNAVAILABLE for every other failure (DEADLINE_EXCEEDED when
+   * the deadline passed before the first attempt).
+   */
+  private async post<T>(
+    endpoint: Endpoint,
+    body: URLSearchParams,
+    deadline: Deadline,
+    resendAfterNoAnswer: boolean,
+    read: (text: string) => T,
+  ): Promise<T> {
+    if (deadline.expired) {
+      throw new BrokerError('DEADLINE_EXCEEDED', `the call's deadline passed before Google's ${endpoint.name} endpoint was called`);
+    }
+    // Each attempt gets its own options and a string body: gaxios' error
+    // redactor rewrites the secrets in a failed request's URLSearchParams in
+    // place, so a shared object would be resent with them redacted.
+    const form = body.toString();
+    const request = (): GaxiosOptions => ({
       method: 'POST',
-      url,
-      data: body,
-      // An attempt in flight is never cut at the call's deadline: Google may
-      // already have spent the code or rotated the refresh token, and only
-      // its answer carries what must be stored. The deadline bounds retries.
-      timeout: this.options.timeoutMs,
+      url: endpoint.url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      data: form,
+      // An attempt in flight is cut only by this per-attempt timeout, never
+      // at the call's deadline: Google may already have spent the code or
+      // rotated the refresh token, and only its answer carries what must be
+      // stored. The deadline stops retries: no attempt starts after it.
+      // AbortSignal.timeout, which gaxios uses, takes whole milliseconds only.
+      timeout: Math.max(1, Math.ceil(this.options.timeoutMs)),
       responseType: 'text',
-      retry: this.options.retries > 0,
-      retryConfig: {
-        retry: this.options.retries,
-        noResponseRetries: this.options.retries,
-        httpMethodsToRetry: ['POST'],
-        // 400/401 answers (invalid_grant, invalid_client) are final; only
-        // throttling and server errors are worth another attempt.
-        statusCodesToRetry: [
-          [429, 429],
-          [500, 599],
-        ],
-      },
-    };
-    const res = await this.client.transporter.request<string>(request);
-    return res.data;
+      // Retries are ours (withRetries): gaxios' own ignore Retry-After and the deadline.
+      retry: false,
+    });
+    const attempt = async () => read((await this.client.transporter.request<string>(request())).data);
+    try {
+      return await withRetries(attempt, (err) => judgeAttemptFailure(err, { resendAfterNoAnswer }), {
+        policy: this.retryPolicy,
+        deadline,
+        breaker: endpoint.breaker,
+      });
+    } catch (err: unknown) {
+      throw failureFrom(err, endpoint.name);
+    }
   }
 
   private parseTokenResponse(text: string): TokenSet {
@@ -200,20 +249,29 @@ export class GoogleOAuthClient implements GoogleOAuth {
   }
 }
 
+/** Our error for a failed request to `endpoint`: our own errors pass, library errors are mapped. */
+function failureFrom(err: unknown, endpoint: EndpointName): Error {
+  if (err instanceof BrokerError) return err;
+  if (err instanceof BreakerOpenError) {
+    return new BrokerError('UPSTREAM_UNAVAILABLE', `Google's ${endpoint} endpoint is failing; calls to it are paused for now. Retry later`);
+  }
+  return oauthErrorFrom(err, endpoint);
+}
+
 /**
  * Turns a failed token or revoke request into an OAuthError when Google answered with
  * an OAuth error body (4xx), else into UPSTREAM_UNAVAILABLE.
  */
-function oauthErrorFrom(err: unknown): Error {
+function oauthErrorFrom(err: unknown, endpoint: EndpointName): Error {
   if (err instanceof GaxiosError && err.response) {
     const status = err.response.status;
     const data = parseErrorBody(err.response.data);
     if (status >= 400 && status < 500 && status !== 429 && typeof data?.error === 'string') {
       return new OAuthError(data.error, status, typeof data.error_subtype === 'string' ? data.error_subtype : undefined);
     }
-    return upstreamUnavailable(`Google's token endpoint answered HTTP ${status}`);
+    return upstreamUnavailable(`Google's ${endpoint} endpoint answered HTTP ${status}`);
   }
-  return upstreamUnavailable('Google\'s token endpoint could not be reached', err);
+  return upstreamUnavailable(`Google's ${endpoint} endpoint could not be reached or did not answer in time`, err);
 }
 
 function parseErrorBody(data: unknown): { error?: unknown; error_subtype?: unknown } | undefined {
@@ -229,32 +287,21 @@ function parseErrorBody(data: unknown): { error?: unknown; error_subtype?: unkno
 
 /** UPSTREAM_UNAVAILABLE whose cause keeps only the transport error's code, never its request. */
 function upstreamUnavailable(message: string, err?: unknown): BrokerError {
-  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
+  const code = transportFailureName(err);
   return new BrokerError('UPSTREAM_UNAVAILABLE', message, {
-    cause: code === undefined ? undefined : new Error(`transport error ${String(code)}`),
+    cause: code === undefined ? undefined : new Error(`transport error ${code}`),
   });
+}
+
+/** One line per breaker state change: event, endpoint and state only. */
+function logBreakerState(logger: Logger, endpoint: EndpointName, state: BreakerState): void {
+  const fields = { event: 'upstream_breaker', endpoint, state };
+  if (state === 'open') logger.warn(fields, `Google's ${endpoint} endpoint keeps failing: calls to it are paused`);
+  else if (state === 'half-open') logger.info(fields, `probing Google's ${endpoint} endpoint`);
+  else logger.info(fields, `Google's ${endpoint} endpoint answers again: calls resume`);
 }
 
 /** INVALID_ID_TOKEN whose cause names the failed check; the library's message quotes the token and is dropped. */
 function invalidIdToken(kind: string): BrokerError {
   return new BrokerError('INVALID_ID_TOKEN', 'the ID token failed verification', { cause: new Error(`ID token check failed: ${kind}`) });
-}
-
-/**
- * Names which ID-token check failed, from google-auth-library's message
- * prefixes; the messages themselves quote the token and are dropped.
- */
-function idTokenFailureKind(err: unknown): string {
-  const message = err instanceof Error ? err.message : '';
-  const kinds: Array<[RegExp, string]> = [
-    [/^Invalid token signature/, 'signature'],
-    [/^No pem found/, 'unknown key id'],
-    [/^Token used too late/, 'expired'],
-    [/^Token used too early/, 'not yet valid'],
-    [/^Wrong recipient/, 'audience'],
-    [/^Invalid issuer/, 'issuer'],
-    [/^Wrong number of segments|^Can't parse token/, 'malformed'],
-  ];
-  for (const [pattern, kind] of kinds) if (pattern.test(message)) return kind;
-  return 'other';
 }

@@ -25,6 +25,9 @@ export class FaultQueue {
     if (spec.kind === 'delay' && !(spec.ms >= 0)) {
       throw new RangeError(`fault delay must be a non-negative number of ms, got ${String(spec.ms)}`);
     }
+    if (spec.kind === 'missing-fields' && (spec.fields.length === 0 || spec.fields.some((field) => field === ''))) {
+      throw new RangeError('a missing-fields fault must name at least one field, none of them empty');
+    }
     const queue = this.pending.get(spec.endpoint) ?? [];
     queue.push({ spec, remaining: times });
     this.pending.set(spec.endpoint, queue);
@@ -62,6 +65,18 @@ export function errorCodeForStatus(status: number): string {
     return 'internal_failure';
   }
   return 'injected_fault';
+}
+
+/** `body` without `fields` when it is a JSON object; anything else unchanged. */
+export function withoutFields(body: unknown, fields: readonly string[]): unknown {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return body;
+  }
+  const copy: Record<string, unknown> = { ...(body as Record<string, unknown>) };
+  for (const field of fields) {
+    delete copy[field];
+  }
+  return copy;
 }
 
 /**

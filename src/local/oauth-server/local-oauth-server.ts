@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CONTROL_PREFIX, handleControlRequest, type ControlTarget } from './control-api';
-import { errorCodeForStatus, FaultQueue, MALFORMED_BODY } from './faults';
+import { errorCodeForStatus, FaultQueue, MALFORMED_BODY, withoutFields } from './faults';
 import { GrantRegistry } from './grant-registry';
 import { BodyTooLargeError, mediaType, readBody, writeJson, writeRaw, type JsonReply } from './http-io';
 import { GOOGLE_ISSUER, signWithMode } from './id-token';
@@ -338,7 +338,9 @@ export class LocalOAuthServer implements ControlTarget {
    * malformed fault replaces the answer without touching state, like a failure in
    * front of Google. A delay fault lets the request take effect and holds only the
    * response, because a client that gives up on a slow Google may still have
-   * consumed its code or rotated its refresh token.
+   * consumed its code or rotated its refresh token. A reset fault likewise lets the
+   * request take effect and then drops the connection unanswered; a missing-fields
+   * fault lets it take effect and answers with the named fields left out.
    */
   private async reply(res: ServerResponse, endpoint: FaultEndpoint, answer: () => JsonReply): Promise<void> {
     const fault = this.faults.take(endpoint);
@@ -354,6 +356,14 @@ export class LocalOAuthServer implements ControlTarget {
       return;
     }
     const reply = answer();
+    if (fault?.kind === 'reset') {
+      res.destroy();
+      return;
+    }
+    if (fault?.kind === 'missing-fields') {
+      writeJson(res, { ...reply, body: withoutFields(reply.body, fault.fields) });
+      return;
+    }
     if (fault?.kind === 'delay') {
       await this.sleep(fault.ms);
     }

@@ -76,11 +76,24 @@ export interface MintCodeOptions {
 /** Endpoints a fault can be injected into. */
 export type FaultEndpoint = 'token' | 'certs' | 'revoke';
 
-/** A failure to apply to the next `times` requests (default 1) reaching `endpoint`. */
+/**
+ * A failure to apply to the next `times` requests (default 1) reaching `endpoint`.
+ *
+ * - `status`: answers `status` with an OAuth-style error body (and Retry-After when
+ *   given) instead of handling the request.
+ * - `delay`: handles the request, then holds its answer for `ms`.
+ * - `malformed`: answers 200 with a body that is not JSON, without handling the request.
+ * - `missing-fields`: handles the request and drops `fields` from its JSON answer
+ *   (for example `access_token` or `expires_in` from a token response).
+ * - `reset`: handles the request, then closes the connection without answering,
+ *   as when a connection drops after Google acted.
+ */
 export type FaultSpec = { endpoint: FaultEndpoint; times?: number } & (
   | { kind: 'status'; status: number; retryAfterSeconds?: number }
   | { kind: 'delay'; ms: number }
   | { kind: 'malformed' }
+  | { kind: 'missing-fields'; fields: string[] }
+  | { kind: 'reset' }
 );
 
 /** Requests that reached each endpoint, faulted ones included. */

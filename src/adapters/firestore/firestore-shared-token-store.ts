@@ -1,0 +1,40 @@
+import type { Firestore } from '@google-cloud/firestore';
+import { createHash } from 'node:crypto';
+import type { SharedTokenMutation, SharedTokenRecord, SharedTokenStore } from '../../domain/ports';
+import { sharedTokenFromDocument, sharedTokenToDocument } from './shared-token-document';
+import { readDocument, updateDocument, type DocumentCodec } from './update-document';
+
+/**
+ * Shared access tokens and refresh leases in Firestore: one document per
+ * user and scope set, ID `<user>_<SHA-256 of the scope key, hex>` (scope
+ * lists are long and hold slashes, which document IDs cannot).
+ */
+export class FirestoreSharedTokenStore implements SharedTokenStore {
+  /**
+   * @param db a Firestore client (built in the composition root)
+   * @param collection collection of shared token records
+   * @param timeoutMs deadline of each operation, conflict retries included
+   */
+  constructor(
+    private readonly db: Firestore,
+    private readonly collection: string,
+    private readonly timeoutMs: number,
+  ) {}
+
+  get(userId: string, scopeKey: string): Promise<SharedTokenRecord | undefined> {
+    return readDocument(this.doc(userId, scopeKey), codec(userId, scopeKey), this.timeoutMs);
+  }
+
+  update(userId: string, scopeKey: string, mutate: SharedTokenMutation) {
+    return updateDocument(this.doc(userId, scopeKey), codec(userId, scopeKey), this.timeoutMs, mutate);
+  }
+
+  private doc(userId: string, scopeKey: string) {
+    const scopeHash = createHash('sha256').update(scopeKey).digest('hex');
+    return this.db.collection(this.collection).doc(`${userId}_${scopeHash}`);
+  }
+}
+
+function codec(userId: string, scopeKey: string): DocumentCodec<SharedTokenRecord> {
+  return { decode: (data) => sharedTokenFromDocument(userId, scopeKey, data), encode: sharedTokenToDocument };
+}

@@ -1,0 +1,70 @@
+import { FieldValue, type DocumentData, type DocumentReference, type Timestamp } from '@google-cloud/firestore';
+import { storeCall } from './store-call';
+
+/** How one kind of record is stored in a document. */
+export interface DocumentCodec<T> {
+  /** The record in an existing document (undefined: treat as absent). */
+  decode(data: DocumentData): T | undefined;
+  encode(record: T): DocumentData;
+}
+
+/**
+ * Reads one document and writes what `mutate` makes of its record, atomically,
+ * within `timeoutMs`: an optimistic compare-and-set, the write conditional on
+ * the document being unchanged since the read (or still absent), retried on
+ * conflict with `mutate` run again on fresh data, so it must be pure.
+ * Returning undefined writes nothing.
+ *
+ * Preconditions rather than transactions: a transaction locks the document
+ * for its whole read-decide-write span, and replicas racing for one refresh
+ * lease then queue behind each other's locks (seconds on the emulator);
+ * a failed precondition costs one re-read.
+ */
+export function updateDocument<T>(
+  ref: DocumentReference,
+  codec: DocumentCodec<T>,
+  timeoutMs: number,
+  mutate: (current: T | undefined) => T | undefined,
+): Promise<{ before: T | undefined; after: T | undefined }> {
+  return storeCall(timeoutMs, async () => {
+    for (;;) {
+      const snapshot = await ref.get();
+      const data = snapshot.data();
+      const before = data === undefined ? undefined : codec.decode(data);
+      const after = mutate(before);
+      if (after === undefined) return { before, after: before };
+      const next = codec.encode(after);
+      try {
+        if (data === undefined) {
+          await ref.create(next);
+        } else {
+          // update() replaces each field it names; fields the record no
+          // longer has are deleted explicitly.
+          for (const field of Object.keys(data)) if (!(field in next)) next[field] = FieldValue.delete();
+          await ref.update(next, { lastUpdateTime: snapshot.updateTime as Timestamp });
+        }
+        return { before, after };
+      } catch (err: unknown) {
+        if (!isConflict(err)) throw err;
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 20));
+      }
+    }
+  });
+}
+
+/** A write lost the race: the document changed (FAILED_PRECONDITION) or appeared (ALREADY_EXISTS) since the read. */
+function isConflict(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === GRPC_FAILED_PRECONDITION || code === GRPC_ALREADY_EXISTS;
+}
+
+const GRPC_ALREADY_EXISTS = 6;
+const GRPC_FAILED_PRECONDITION = 9;
+
+/** Reads one document's record within `timeoutMs`. */
+export function readDocument<T>(ref: DocumentReference, codec: DocumentCodec<T>, timeoutMs: number): Promise<T | undefined> {
+  return storeCall(timeoutMs, async () => {
+    const data = (await ref.get()).data();
+    return data === undefined ? undefined : codec.decode(data);
+  });
+}

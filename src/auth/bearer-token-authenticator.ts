@@ -1,0 +1,76 @@
+import { createHash } from 'node:crypto';
+import { BrokerError } from '../domain/broker-error';
+import type { Clock } from '../domain/clock';
+import type { CallerAuthenticator, CallerCredentials } from './caller-authenticator';
+
+/** What a verified caller ID token says, as far as authentication needs. */
+export interface VerifiedCallerToken {
+  /** The service account's email: the caller identity. */
+  email: string;
+  emailVerified: boolean;
+  /** Expiry, ms since the epoch. */
+  expiresAt: number;
+}
+
+/**
+ * Checks a caller's Google-signed ID token: signature against Google's
+ * certs, issuer, our audience, expiry. Throws BrokerError UNAUTHENTICATED
+ * naming only which check failed.
+ */
+export interface CallerTokenVerifier {
+  verify(token: string): Promise<VerifiedCallerToken>;
+}
+
+/** Tunables of {@link BearerTokenAuthenticator}. */
+export interface BearerTokenAuthenticatorOptions {
+  /** Most verified tokens remembered (each a hash, an identity and an expiry). */
+  maxCached: number;
+  clock: Clock;
+}
+
+/** Longest bearer credential read; Google ID tokens are about 1 KB. */
+const MAX_TOKEN_LENGTH = 8192;
+const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
+
+/**
+ * Google-signed ID tokens as caller credentials (Cloud Run and any GCP
+ * workload): `authorization: Bearer <ID token>` minted for the caller's
+ * service account with our audience. The identity is the token's verified
+ * email. A verified token is remembered by its SHA-256 until it expires, so
+ * a caller reusing its token (they live an hour) costs one hash per call.
+ */
+export class BearerTokenAuthenticator implements CallerAuthenticator {
+  readonly method = 'google-id-token';
+  /** SHA-256 of a token -> who it proved and until when; Map order is insertion order. */
+  private readonly verified = new Map<string, { identity: string; expiresAt: number }>();
+
+  constructor(
+    private readonly verifier: CallerTokenVerifier,
+    private readonly options: BearerTokenAuthenticatorOptions,
+  ) {}
+
+  async authenticate(credentials: CallerCredentials): Promise<string> {
+    const header = credentials.authorization;
+    if (header === undefined) throw unauthenticated('the call carried no credential: send authorization: Bearer <Google ID token>');
+    const token = header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header)?.[1] : undefined;
+    if (!token) throw unauthenticated('the authorization header is not a bearer JWT');
+    const key = createHash('sha256').update(token).digest('base64');
+    const now = this.options.clock.now();
+    const known = this.verified.get(key);
+    if (known && known.expiresAt > now) return known.identity;
+    if (known) this.verified.delete(key);
+
+    const claims = await this.verifier.verify(token);
+    if (!claims.email || !claims.emailVerified) throw unauthenticated('the ID token has no verified email: mint it for a service account');
+    if (this.verified.size >= this.options.maxCached) {
+      const oldest = this.verified.keys().next();
+      if (!oldest.done) this.verified.delete(oldest.value);
+    }
+    this.verified.set(key, { identity: claims.email, expiresAt: claims.expiresAt });
+    return claims.email;
+  }
+}
+
+function unauthenticated(message: string): BrokerError {
+  return new BrokerError('UNAUTHENTICATED', message);
+}
