@@ -110,6 +110,24 @@ describe('one refresh per grant across replicas', function () {
     expect(stack.google.stats().refreshToken).to.equal(0);
   });
 
+  it('a caller that joined a flight with more time left carries on when the flight\'s deadline passes', async () => {
+    const user = stack.newUser();
+    await stack.signIn(user);
+    stack.google.resetStats();
+    await leaseHeldBy(user.sub, 'replica-that-died');
+    const client = (peers[0] as Peer).client;
+    const short = client.getAccessToken({ userId: user.sub, scopes: [DRIVE] }, { timeoutMs: 400 }).then(
+      () => 'served',
+      (e: unknown) => (e as { code?: number }).code,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const long = client.getAccessToken({ userId: user.sub, scopes: [DRIVE] }, { timeoutMs: 2400 });
+    expect(await short).to.equal(4); // DEADLINE_EXCEEDED
+    stack.clock.advance(LEASE_MS + 1);
+    expect((await long).accessToken).to.be.a('string').and.not.equal('');
+    expect(stack.google.stats().refreshToken).to.equal(1);
+  });
+
   it('never serves a shared token of a replaced grant', async () => {
     const user = stack.newUser();
     await stack.signIn(user);

@@ -241,18 +241,29 @@ export class TokenBroker {
     // A refresh started for a shorter min_ttl may hand back a token that does
     // not last long enough for this caller; fresh tokens live ~1 h and ttl is
     // capped below that, so the shared result always satisfies it.
-    return this.refreshes.run(`${userId} ${scopeKey}`, async () => {
-      const token = await this.shared.obtain({
-        userId,
-        scopeKey,
-        minTtlMs: ttl,
-        deadline,
-        loadGrant: () => this.loadGrantCovering(userId, wanted),
-        refresh: (grant) => this.refreshAtGoogle(grant, wanted, deadline),
-      });
-      this.tokens.set(userId, scopeKey, token);
-      return token;
-    });
+    for (;;) {
+      let started = false;
+      try {
+        return await this.refreshes.run(`${userId} ${scopeKey}`, async () => {
+          started = true;
+          const token = await this.shared.obtain({
+            userId,
+            scopeKey,
+            minTtlMs: ttl,
+            deadline,
+            loadGrant: () => this.loadGrantCovering(userId, wanted),
+            refresh: (grant) => this.refreshAtGoogle(grant, wanted, deadline),
+          });
+          this.tokens.set(userId, scopeKey, token);
+          return token;
+        });
+      } catch (err: unknown) {
+        // A shared flight runs within the budget of the call that started
+        // it; a caller that joined with more time left starts its own.
+        if (!started && isBrokerError(err, 'DEADLINE_EXCEEDED') && deadline.remainingMs() > 0) continue;
+        throw err;
+      }
+    }
   }
 
   /** Returns the stored profile of `userId` (briefly cached), or USER_NOT_FOUND. */
