@@ -1,6 +1,6 @@
 import { Firestore, type Settings } from '@google-cloud/firestore';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, ServerCredentials } from '@grpc/grpc-js';
 import { OAuth2Client } from 'google-auth-library';
 import { readFile } from 'node:fs/promises';
 import { FirestoreExchangeLedger } from './adapters/firestore/firestore-exchange-ledger';
@@ -14,6 +14,7 @@ import { SecretManagerSource } from './adapters/secrets/secret-manager-source';
 import { EnforcedAccess, InsecureOpenAccess, type CallerAccess } from './auth/caller-access';
 import { CallerPolicy, PolicyError } from './auth/caller-policy';
 import { BearerTokenAuthenticator } from './auth/bearer-token-authenticator';
+import { CertificateAuthenticator } from './auth/certificate-authenticator';
 import { ConfigError, type Config } from './config/config';
 import { parseKeyset } from './crypto/keyset';
 import { Sealer } from './crypto/sealer';
@@ -21,7 +22,8 @@ import { systemClock, type Clock } from './domain/clock';
 import { resealGrants, type ResealOptions, type ResealReport } from './domain/reseal-grants';
 import { TokenBroker } from './domain/token-broker';
 import { createLogger, type Logger } from './observability/logger';
-import { createGrpcServer, listen, SERVICE_NAME, shutdown } from './transport/grpc-server';
+import { createGrpcServer, healthOnlyServer, listen, SERVICE_NAME, shutdown } from './transport/grpc-server';
+import { mutualTls, parseTlsMaterial } from './transport/tls';
 
 /** Things tests (and only tests) replace. */
 export interface AppOverrides {
@@ -34,6 +36,8 @@ export interface AppOverrides {
 export interface RunningApp {
   /** The bound gRPC port. */
   port: number;
+  /** The bound health-only port, when TOKENBROKER_HEALTH_PORT is set. */
+  healthPort?: number;
   broker: TokenBroker;
   logger: Logger;
   /** Stops gracefully: health NOT_SERVING, drain in-flight calls up to the grace period (then cut them with UNAVAILABLE), close clients. */
@@ -50,7 +54,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   const logger = createLogger(config.logLevel, overrides.logDestination);
 
   const policy = await readPolicy(config);
-  const { oauthClient, keyset } = await readSecrets(config);
+  const { oauthClient, keyset, tls } = await readSecrets(config);
   const firestore = new Firestore(firestoreSettings(config));
   const broker = new TokenBroker(
     {
@@ -83,27 +87,34 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   const grpc = createGrpcServer(broker, { logger, callTimeoutMs: config.callTimeoutMs, access });
   const { server, health } = grpc;
   let port: number;
+  let healthPort: number | undefined;
+  const healthServer = config.healthPort === undefined ? undefined : healthOnlyServer(health);
   try {
-    port = await listen(server, config.host, config.port);
+    port = await listen(server, config.host, config.port, tls ? mutualTls(tls) : ServerCredentials.createInsecure());
+    // Kubelet's gRPC probes speak plaintext only: with mtls they need a port of their own.
+    if (healthServer) healthPort = await listen(healthServer, config.host, config.healthPort ?? 0, ServerCredentials.createInsecure());
   } catch (err: unknown) {
+    server.forceShutdown();
+    healthServer?.forceShutdown();
     await firestore.terminate();
     throw err;
   }
   health.setStatus('', 'SERVING');
   health.setStatus(SERVICE_NAME, 'SERVING');
-  logger.info({ event: 'started', port, project: config.projectId }, 'TokenBroker serving');
+  logger.info({ event: 'started', port, healthPort, callerAuth: config.callers.mode, project: config.projectId }, 'TokenBroker serving');
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       const started = Date.now();
       const cut = await shutdown(grpc, config.shutdownGraceMs);
+      healthServer?.forceShutdown();
       await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
       logger.info({ event: 'stopped', drainMs: Date.now() - started, callsCut: cut }, 'TokenBroker stopped');
     })();
     return stopping;
   };
-  return { port, broker, logger, stop };
+  return { port, healthPort, broker, logger, stop };
 }
 
 /**
@@ -140,9 +151,10 @@ async function readPolicy(config: Config): Promise<CallerPolicy | undefined> {
   }
 }
 
-/** The gate of every RPC: Google ID tokens checked against Google's certs, then the policy. */
+/** The gate of every RPC: the caller's identity (Google ID token or client certificate), then the policy. */
 function callerAccess(config: Config, policy: CallerPolicy | undefined, clock: Clock): CallerAccess {
   if (config.callers.mode === 'insecure-none' || !policy) return new InsecureOpenAccess();
+  if (config.callers.mode === 'mtls') return new EnforcedAccess(new CertificateAuthenticator(), policy);
   const client = new OAuth2Client();
   const certs = new GoogleCerts(client, {
     url: config.google.certsUrl,
@@ -155,19 +167,19 @@ function callerAccess(config: Config, policy: CallerPolicy | undefined, clock: C
   return new EnforcedAccess(new BearerTokenAuthenticator(verifier, { maxCached: 10_000, clock }), policy);
 }
 
-/** Reads the OAuth client and the keyset, in parallel, with bounded time. */
+/** Reads the OAuth client, the keyset and (with mtls) the TLS material, in parallel, with bounded time. */
 async function readSecrets(config: Config) {
-  const needsSecretManager = !config.secrets.oauthClientRef.startsWith('file:') || !config.secrets.keysetRef.startsWith('file:');
+  const tlsRefs = config.callers.mode === 'mtls' ? config.callers.tls : undefined;
+  const refs = [config.secrets.oauthClientRef, config.secrets.keysetRef, ...(tlsRefs ? [tlsRefs.certRef, tlsRefs.keyRef, tlsRefs.clientCaRef] : [])];
+  const needsSecretManager = refs.some((ref) => !ref.startsWith('file:'));
   const client = needsSecretManager ? new SecretManagerServiceClient(secretManagerOptions(config)) : undefined;
   const source = new SecretManagerSource(client, { timeoutMs: config.secrets.timeoutMs });
   try {
-    const [clientJson, keysetJson] = await Promise.all([
-      source.read(config.secrets.oauthClientRef),
-      source.read(config.secrets.keysetRef),
-    ]);
+    const [clientJson, keysetJson, cert, key, clientCa] = await Promise.all(refs.map((ref) => source.read(ref)));
     return {
-      oauthClient: parseOAuthClientJson(clientJson.toString('utf8'), 'TOKENBROKER_OAUTH_CLIENT_SECRET'),
-      keyset: parseKeyset(keysetJson.toString('utf8'), 'TOKENBROKER_ENCRYPTION_KEYSET'),
+      oauthClient: parseOAuthClientJson((clientJson as Buffer).toString('utf8'), 'TOKENBROKER_OAUTH_CLIENT_SECRET'),
+      keyset: parseKeyset((keysetJson as Buffer).toString('utf8'), 'TOKENBROKER_ENCRYPTION_KEYSET'),
+      tls: cert && key && clientCa ? parseTlsMaterial(cert, key, clientCa) : undefined,
     };
   } finally {
     await client?.close();

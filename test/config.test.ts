@@ -32,6 +32,25 @@ describe('loadConfig', () => {
     expect(config.callers).to.deep.equal({ mode: 'google-id-token', audience: 'https://tokenbroker.internal', policyFile: '/etc/tokenbroker/policy.yaml' });
   });
 
+  it('reads mutual-TLS caller authentication with its certificate, key and client CA', () => {
+    const config = loadConfig({
+      ...minimal,
+      TOKENBROKER_CALLER_AUTH: 'mtls',
+      TOKENBROKER_POLICY_FILE: '/etc/tokenbroker/policy.yaml',
+      TOKENBROKER_TLS_CERT: 'file:/etc/tls/tls.crt',
+      TOKENBROKER_TLS_KEY: 'projects/my-project-1/secrets/tls-key/versions/2',
+      TOKENBROKER_TLS_CLIENT_CA: 'file:/etc/tls/ca.crt',
+      TOKENBROKER_HEALTH_PORT: '8081',
+    });
+    expect(config.callers).to.deep.equal({
+      mode: 'mtls',
+      policyFile: '/etc/tokenbroker/policy.yaml',
+      tls: { certRef: 'file:/etc/tls/tls.crt', keyRef: 'projects/my-project-1/secrets/tls-key/versions/2', clientCaRef: 'file:/etc/tls/ca.crt' },
+    });
+    expect(config.healthPort).to.equal(8081);
+    expect(loadConfig(minimal).healthPort).to.equal(undefined);
+  });
+
   it('reads overrides', () => {
     const config = loadConfig({
       ...minimal,
@@ -65,6 +84,8 @@ describe('loadConfig', () => {
     ['TOKENBROKER_CALLER_AUDIENCE', { TOKENBROKER_CALLER_AUTH: 'google-id-token', TOKENBROKER_POLICY_FILE: '/etc/tokenbroker/policy.yaml' }],
     ['TOKENBROKER_POLICY_FILE', { TOKENBROKER_CALLER_AUTH: 'google-id-token', TOKENBROKER_CALLER_AUDIENCE: 'https://tokenbroker.internal' }],
     ['TOKENBROKER_REFRESH_LEASE_MS', { TOKENBROKER_REFRESH_LEASE_MS: '15000' }],
+    ['TOKENBROKER_TLS_CERT', { TOKENBROKER_CALLER_AUTH: 'mtls', TOKENBROKER_POLICY_FILE: '/p.yaml', TOKENBROKER_TLS_KEY: 'file:/k', TOKENBROKER_TLS_CLIENT_CA: 'file:/ca' }],
+    ['TOKENBROKER_HEALTH_PORT', { TOKENBROKER_HEALTH_PORT: 'ninety' }],
   ];
   for (const [setting, env] of bad) {
     it(`stops with a ConfigError naming ${setting} for ${JSON.stringify(env)}`, () => {

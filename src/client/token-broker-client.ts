@@ -1,4 +1,4 @@
-import { credentials as grpcCredentials, Metadata, type ChannelCredentials } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import {
   TokenBrokerServiceClient,
   type ExchangeCodeRequest,
@@ -20,6 +20,8 @@ export interface CallOptions {
 export interface TokenBrokerClientOptions {
   /** Channel credentials; plaintext by default (loopback, or a mesh sidecar). */
   credentials?: ChannelCredentials;
+  /** grpc-js channel options (keepalive, `grpc.ssl_target_name_override`, ...). */
+  channelOptions?: ChannelOptions;
   /**
    * Returns the caller's Google ID token for the broker's audience, sent as
    * `authorization: Bearer` on every call. On GCP, google-auth-library's
@@ -43,7 +45,7 @@ export class TokenBrokerClient {
 
   /** @param address host:port of the service */
   constructor(address: string, options: TokenBrokerClientOptions = {}) {
-    this.raw = new TokenBrokerServiceClient(address, options.credentials ?? grpcCredentials.createInsecure());
+    this.raw = new TokenBrokerServiceClient(address, options.credentials ?? grpcCredentials.createInsecure(), options.channelOptions);
     this.idToken = options.idToken;
   }
 

@@ -40,6 +40,8 @@ export interface Config {
   /** Time budget of one call when the caller sets no (or a longer) deadline. */
   callTimeoutMs: number;
   callers: CallerAuthConfig;
+  /** A plaintext port serving only grpc.health.v1, for probes that cannot speak TLS; unset: none. */
+  healthPort?: number;
   allowedAppClientIds: string[];
   tokens: {
     defaultMinTtlMs: number;
@@ -65,9 +67,15 @@ export type CallerAuthConfig =
       /** Path of the caller policy (YAML or JSON). */
       policyFile: string;
     }
+  | {
+      mode: 'mtls';
+      policyFile: string;
+      /** Secret references of the server's certificate chain, its private key, and the CA bundle client certificates must chain to. */
+      tls: { certRef: string; keyRef: string; clientCaRef: string };
+    }
   | { mode: 'insecure-none' };
 
-export const CALLER_AUTH_MODES = ['google-id-token', 'insecure-none'] as const;
+export const CALLER_AUTH_MODES = ['google-id-token', 'mtls', 'insecure-none'] as const;
 
 /** A setting is missing or malformed; the message names it and what was expected. */
 export class ConfigError extends Error {
@@ -110,6 +118,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     },
     callTimeoutMs: read.integer('TOKENBROKER_CALL_TIMEOUT_MS', 10_000, 100, 60_000),
     callers: readCallerAuth(read),
+    healthPort: read.optionalInteger('TOKENBROKER_HEALTH_PORT', 0, 65535),
     allowedAppClientIds: read.list('TOKENBROKER_ALLOWED_APP_CLIENT_IDS', []),
     tokens: {
       defaultMinTtlMs: read.integer('TOKENBROKER_DEFAULT_MIN_TTL_SECONDS', 300, 0, 3300) * 1000,
@@ -142,10 +151,22 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
 function readCallerAuth(read: EnvReader): CallerAuthConfig {
   const mode = read.requiredOneOf('TOKENBROKER_CALLER_AUTH', CALLER_AUTH_MODES);
   if (mode === 'insecure-none') return { mode };
+  const policyFile = read.required('TOKENBROKER_POLICY_FILE', /^\S+$/, 'the path of the caller policy file (YAML or JSON)');
+  if (mode === 'mtls') {
+    return {
+      mode,
+      policyFile,
+      tls: {
+        certRef: read.secretRef('TOKENBROKER_TLS_CERT'),
+        keyRef: read.secretRef('TOKENBROKER_TLS_KEY'),
+        clientCaRef: read.secretRef('TOKENBROKER_TLS_CLIENT_CA'),
+      },
+    };
+  }
   return {
     mode,
+    policyFile,
     audience: read.required('TOKENBROKER_CALLER_AUDIENCE', /^\S{1,512}$/, 'the audience callers mint their ID tokens for (e.g. the service URL)'),
-    policyFile: read.required('TOKENBROKER_POLICY_FILE', /^\S+$/, 'the path of the caller policy file (YAML or JSON)'),
   };
 }
 
@@ -179,6 +200,10 @@ class EnvReader {
     const value = this.raw(name);
     if (value !== undefined && !pattern.test(value)) throw new ConfigError(`${name} must be ${expected}`);
     return value;
+  }
+
+  optionalInteger(name: string, min: number, max: number): number | undefined {
+    return this.raw(name) === undefined ? undefined : this.integer(name, min, min, max);
   }
 
   integer(name: string, fallback: number, min: number, max: number): number {

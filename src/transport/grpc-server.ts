@@ -58,11 +58,22 @@ export function createGrpcServer(broker: TokenBroker, context: Omit<CallContext,
   return { server, health, inFlight };
 }
 
-/** Binds `server` (plaintext: TLS is the mesh's or Cloud Run's) and resolves with the bound port. */
-export function listen(server: Server, host: string, port: number): Promise<number> {
+/**
+ * Binds `server` and resolves with the bound port. Plaintext when TLS is the
+ * mesh's or Cloud Run's; mutual TLS when the broker authenticates callers by
+ * client certificate.
+ */
+export function listen(server: Server, host: string, port: number, serverCredentials: ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    server.bindAsync(`${host}:${port}`, serverCredentials, (err, bound) => (err ? reject(err) : resolve(bound)));
   });
+}
+
+/** A server answering only grpc.health.v1 from `health` (the main server's statuses, shutdown included). */
+export function healthOnlyServer(health: HealthImplementation): Server {
+  const server = new Server(SERVER_OPTIONS);
+  health.addToServer(server);
+  return server;
 }
 
 /**

@@ -15,6 +15,7 @@ import type { FirestoreEmulator } from '../../src/local/firestore-emulator';
 import { firestoreEmulator } from './global-fixtures';
 import { captureLogs, issuedSecrets, leakedSecrets } from './log-capture';
 import { ManualClock } from './manual-clock';
+import type { IssuedCert } from './test-pki';
 
 /** The server OAuth client the local Google knows the broker by. */
 export const SERVER_CLIENT_ID = '100000000001-server.apps.googleusercontent.com';
@@ -44,6 +45,12 @@ export interface StackOptions {
    * ID token and enforces it. Without one it runs with insecure-none.
    */
   policy?: string;
+  /**
+   * With a policy: authenticate callers by client certificate instead
+   * (TOKENBROKER_CALLER_AUTH=mtls), serving with this certificate and
+   * trusting client certificates of this CA; health also on a plaintext port.
+   */
+  mtls?: { server: IssuedCert; clientCaFile: string };
   /** Extra or replaced environment settings of the broker. */
   env?: Record<string, string>;
   /** Secret the broker is configured with; defaults to the one the local Google expects. */
@@ -98,11 +105,19 @@ export class TestStack {
     const callerAuth: Record<string, string> = { TOKENBROKER_CALLER_AUTH: 'insecure-none' };
     if (options.policy !== undefined) {
       writeFileSync(path.join(policyDir, 'policy.yaml'), options.policy);
-      Object.assign(callerAuth, {
-        TOKENBROKER_CALLER_AUTH: 'google-id-token',
-        TOKENBROKER_CALLER_AUDIENCE: CALLER_AUDIENCE,
-        TOKENBROKER_POLICY_FILE: path.join(policyDir, 'policy.yaml'),
-      });
+      Object.assign(
+        callerAuth,
+        options.mtls
+          ? {
+              TOKENBROKER_CALLER_AUTH: 'mtls',
+              TOKENBROKER_TLS_CERT: `file:${options.mtls.server.certFile}`,
+              TOKENBROKER_TLS_KEY: `file:${options.mtls.server.keyFile}`,
+              TOKENBROKER_TLS_CLIENT_CA: `file:${options.mtls.clientCaFile}`,
+              TOKENBROKER_HEALTH_PORT: '0',
+            }
+          : { TOKENBROKER_CALLER_AUTH: 'google-id-token', TOKENBROKER_CALLER_AUDIENCE: CALLER_AUDIENCE },
+        { TOKENBROKER_POLICY_FILE: path.join(policyDir, 'policy.yaml') },
+      );
     }
     const env: Record<string, string> = {
       ...callerAuth,
