@@ -15,6 +15,7 @@ import { EnforcedAccess, InsecureOpenAccess, type CallerAccess } from './auth/ca
 import { CallerPolicy, PolicyError } from './auth/caller-policy';
 import { BearerTokenAuthenticator } from './auth/bearer-token-authenticator';
 import { CertificateAuthenticator } from './auth/certificate-authenticator';
+import { MeshAuthenticator } from './auth/mesh-authenticator';
 import { ConfigError, type Config } from './config/config';
 import { parseKeyset } from './crypto/keyset';
 import { Sealer } from './crypto/sealer';
@@ -155,6 +156,7 @@ async function readPolicy(config: Config): Promise<CallerPolicy | undefined> {
 function callerAccess(config: Config, policy: CallerPolicy | undefined, clock: Clock): CallerAccess {
   if (config.callers.mode === 'insecure-none' || !policy) return new InsecureOpenAccess();
   if (config.callers.mode === 'mtls') return new EnforcedAccess(new CertificateAuthenticator(), policy);
+  if (config.callers.mode === 'mesh-xfcc') return new EnforcedAccess(new MeshAuthenticator(), policy);
   const client = new OAuth2Client();
   const certs = new GoogleCerts(client, {
     url: config.google.certsUrl,

@@ -86,6 +86,7 @@ describe('loadConfig', () => {
     ['TOKENBROKER_REFRESH_LEASE_MS', { TOKENBROKER_REFRESH_LEASE_MS: '15000' }],
     ['TOKENBROKER_TLS_CERT', { TOKENBROKER_CALLER_AUTH: 'mtls', TOKENBROKER_POLICY_FILE: '/p.yaml', TOKENBROKER_TLS_KEY: 'file:/k', TOKENBROKER_TLS_CLIENT_CA: 'file:/ca' }],
     ['TOKENBROKER_HEALTH_PORT', { TOKENBROKER_HEALTH_PORT: 'ninety' }],
+    ['TOKENBROKER_POLICY_FILE', { TOKENBROKER_CALLER_AUTH: 'mesh-xfcc' }],
   ];
   for (const [setting, env] of bad) {
     it(`stops with a ConfigError naming ${setting} for ${JSON.stringify(env)}`, () => {

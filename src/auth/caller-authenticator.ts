@@ -4,6 +4,8 @@ export interface CallerCredentials {
   authorization?: string;
   /** The verified client certificate's subjectAltName line, when the call came over mutual TLS. */
   peerSubjectAltName?: string;
+  /** The `x-forwarded-client-cert` metadata value a mesh sidecar set, if any. */
+  forwardedClientCert?: string;
 }
 
 /**
@@ -12,7 +14,7 @@ export interface CallerCredentials {
  * messages never quote the credential.
  */
 export interface CallerAuthenticator {
-  /** Short name of the method, for logs (`google-id-token`, `mtls`). */
+  /** Short name of the method, for logs (`google-id-token`, `mtls`, `mesh-xfcc`). */
   readonly method: string;
   authenticate(credentials: CallerCredentials): Promise<string>;
 }

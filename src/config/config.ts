@@ -73,9 +73,10 @@ export type CallerAuthConfig =
       /** Secret references of the server's certificate chain, its private key, and the CA bundle client certificates must chain to. */
       tls: { certRef: string; keyRef: string; clientCaRef: string };
     }
+  | { mode: 'mesh-xfcc'; policyFile: string }
   | { mode: 'insecure-none' };
 
-export const CALLER_AUTH_MODES = ['google-id-token', 'mtls', 'insecure-none'] as const;
+export const CALLER_AUTH_MODES = ['google-id-token', 'mtls', 'mesh-xfcc', 'insecure-none'] as const;
 
 /** A setting is missing or malformed; the message names it and what was expected. */
 export class ConfigError extends Error {
@@ -152,6 +153,7 @@ function readCallerAuth(read: EnvReader): CallerAuthConfig {
   const mode = read.requiredOneOf('TOKENBROKER_CALLER_AUTH', CALLER_AUTH_MODES);
   if (mode === 'insecure-none') return { mode };
   const policyFile = read.required('TOKENBROKER_POLICY_FILE', /^\S+$/, 'the path of the caller policy file (YAML or JSON)');
+  if (mode === 'mesh-xfcc') return { mode, policyFile };
   if (mode === 'mtls') {
     return {
       mode,

@@ -108,8 +108,11 @@ function answerBy<T>(deadline: Deadline, work: Promise<T>): Promise<T> {
 /** The credentials a call presents: its authorization metadata and, over mutual TLS, the client certificate's SANs. */
 function credentialsOf(call: ServerUnaryCall<unknown, unknown>): CallerCredentials {
   const authorization = call.metadata.get('authorization')[0];
+  const forwarded = call.metadata.get('x-forwarded-client-cert');
   return {
     authorization: typeof authorization === 'string' ? authorization : undefined,
+    // Several headers are as suspect as several hops: only a single one counts.
+    forwardedClientCert: forwarded.length === 1 && typeof forwarded[0] === 'string' ? forwarded[0] : undefined,
     peerSubjectAltName: call.getAuthContext().sslPeerCertificate?.subjectaltname,
   };
 }

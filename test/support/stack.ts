@@ -51,6 +51,8 @@ export interface StackOptions {
    * trusting client certificates of this CA; health also on a plaintext port.
    */
   mtls?: { server: IssuedCert; clientCaFile: string };
+  /** With a policy: trust the client identity a mesh sidecar forwards (TOKENBROKER_CALLER_AUTH=mesh-xfcc). */
+  mesh?: boolean;
   /** Extra or replaced environment settings of the broker. */
   env?: Record<string, string>;
   /** Secret the broker is configured with; defaults to the one the local Google expects. */
@@ -115,7 +117,9 @@ export class TestStack {
               TOKENBROKER_TLS_CLIENT_CA: `file:${options.mtls.clientCaFile}`,
               TOKENBROKER_HEALTH_PORT: '0',
             }
-          : { TOKENBROKER_CALLER_AUTH: 'google-id-token', TOKENBROKER_CALLER_AUDIENCE: CALLER_AUDIENCE },
+          : options.mesh
+            ? { TOKENBROKER_CALLER_AUTH: 'mesh-xfcc' }
+            : { TOKENBROKER_CALLER_AUTH: 'google-id-token', TOKENBROKER_CALLER_AUDIENCE: CALLER_AUDIENCE },
         { TOKENBROKER_POLICY_FILE: path.join(policyDir, 'policy.yaml') },
       );
     }
