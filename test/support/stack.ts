@@ -250,7 +250,7 @@ export class TestStack {
 
 /**
  * Asserts that `promise` fails with gRPC `code` and ErrorInfo `reason`, and
- * that the message sent holds no credential. Returns the error for more checks.
+ * that neither the message nor the status details sent hold a credential. Returns the error for more checks.
  */
 export async function expectGrpcError(promise: Promise<unknown>, code: number, reason?: string) {
   let caught: unknown;
@@ -263,6 +263,8 @@ export async function expectGrpcError(promise: Promise<unknown>, code: number, r
   const info = errorInfoOf(caught);
   expect({ code: caught.code, reason: info?.reason }).to.deep.equal({ code, reason });
   expect(leakedSecrets(caught.details), 'credential in an error message').to.deep.equal([]);
+  const statusDetails = caught.metadata.get('grpc-status-details-bin').map((v) => (Buffer.isBuffer(v) ? v.toString('latin1') : v));
+  expect(leakedSecrets(statusDetails.join(' ')), 'credential in the status details').to.deep.equal([]);
   if (reason) expect(info?.domain).to.equal('tokenbroker.v1');
   return { error: caught, info };
 }
