@@ -5,6 +5,7 @@ import { OAuth2Client } from 'google-auth-library';
 import { readFile } from 'node:fs/promises';
 import { FirestoreExchangeLedger } from './adapters/firestore/firestore-exchange-ledger';
 import { FirestoreGrantStore } from './adapters/firestore/firestore-grant-store';
+import { FirestoreRevocationLedger } from './adapters/firestore/firestore-revocation-ledger';
 import { FirestoreSharedTokenStore } from './adapters/firestore/firestore-shared-token-store';
 import { GoogleCallerTokenVerifier } from './adapters/google/google-caller-token-verifier';
 import { GoogleCerts } from './adapters/google/google-certs';
@@ -21,7 +22,9 @@ import { parseKeyset } from './crypto/keyset';
 import { Sealer } from './crypto/sealer';
 import { systemClock, type Clock } from './domain/clock';
 import { resealGrants, type ResealOptions, type ResealReport } from './domain/reseal-grants';
+import { retryRevocations, type RetryRevocationsReport } from './domain/retry-revocations';
 import { TokenBroker } from './domain/token-broker';
+import { describeError } from './observability/describe-error';
 import { createLogger, type Logger } from './observability/logger';
 import { createGrpcServer, healthOnlyServer, listen, SERVICE_NAME, shutdown } from './transport/grpc-server';
 import { mutualTls, parseTlsMaterial } from './transport/tls';
@@ -57,23 +60,14 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   const policy = await readPolicy(config);
   const { oauthClient, keyset, tls } = await readSecrets(config);
   const firestore = new Firestore(firestoreSettings(config));
+  const revocations = revocationLedger(firestore, config, clock);
   const broker = new TokenBroker(
     {
       store: new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs),
       shared: new FirestoreSharedTokenStore(firestore, `${config.firestore.collection}_access_tokens`, config.firestore.timeoutMs),
       exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs),
-      oauth: new GoogleOAuthClient({
-        clientId: oauthClient.clientId,
-        clientSecret: oauthClient.clientSecret,
-        endpoints: config.google,
-        timeoutMs: config.google.timeoutMs,
-        retries: config.google.retries,
-        backoffMs: config.google.backoffMs,
-        breakerFailures: config.google.breakerFailures,
-        breakerOpenMs: config.google.breakerOpenMs,
-        clock,
-        logger,
-      }),
+      revocations,
+      oauth: googleOAuthClient(config, oauthClient, clock, logger),
       sealer: new Sealer(keyset),
       clock,
       logger,
@@ -100,6 +94,11 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     await firestore.terminate();
     throw err;
   }
+  // Revocations recorded by any replica drop this one's cached tokens.
+  const unwatch = revocations.watch(
+    (userId) => broker.forget(userId),
+    (err) => logger.error({ event: 'revocation_watch_failed', error: describeError(err) }, 'lost the revocation feed; cached tokens of users revoked elsewhere may be served until it is back'),
+  );
   health.setStatus('', 'SERVING');
   health.setStatus(SERVICE_NAME, 'SERVING');
   logger.info({ event: 'started', port, healthPort, callerAuth: config.callers.mode, project: config.projectId }, 'TokenBroker serving');
@@ -109,6 +108,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     stopping ??= (async () => {
       const started = Date.now();
       const cut = await shutdown(grpc, config.shutdownGraceMs);
+      unwatch();
       healthServer?.forceShutdown();
       await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
       logger.info({ event: 'stopped', drainMs: Date.now() - started, callsCut: cut }, 'TokenBroker stopped');
@@ -116,6 +116,46 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     return stopping;
   };
   return { port, healthPort, broker, logger, stop };
+}
+
+/** Google's OAuth endpoints as the service's own client. */
+function googleOAuthClient(config: Config, oauthClient: { clientId: string; clientSecret: string }, clock: Clock, logger: Logger): GoogleOAuthClient {
+  return new GoogleOAuthClient({
+    clientId: oauthClient.clientId,
+    clientSecret: oauthClient.clientSecret,
+    endpoints: config.google,
+    timeoutMs: config.google.timeoutMs,
+    retries: config.google.retries,
+    backoffMs: config.google.backoffMs,
+    breakerFailures: config.google.breakerFailures,
+    breakerOpenMs: config.google.breakerOpenMs,
+    clock,
+    logger,
+  });
+}
+
+function revocationLedger(firestore: Firestore, config: Config, clock: Clock): FirestoreRevocationLedger {
+  return new FirestoreRevocationLedger(firestore, `${config.firestore.collection}_revocations`, clock, config.firestore.timeoutMs);
+}
+
+/**
+ * The `retry-revocations` job: tells Google about the revocations RevokeUser
+ * could not get confirmed (see retryRevocations).
+ */
+export async function runRetryRevocations(config: Config, overrides: AppOverrides = {}): Promise<RetryRevocationsReport> {
+  const clock = overrides.clock ?? systemClock;
+  const logger = createLogger(config.logLevel, overrides.logDestination);
+  const { oauthClient, keyset } = await readSecrets(config);
+  const firestore = new Firestore(firestoreSettings(config));
+  try {
+    const oauth = googleOAuthClient(config, oauthClient, clock, logger);
+    return await retryRevocations(revocationLedger(firestore, config, clock), oauth, new Sealer(keyset), logger, {
+      pageSize: 100,
+      callTimeoutMs: config.callTimeoutMs,
+    });
+  } finally {
+    await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
+  }
 }
 
 /**

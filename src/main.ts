@@ -1,20 +1,22 @@
-import { runResealGrants, startApp } from './app';
+import { runResealGrants, runRetryRevocations, startApp } from './app';
 import { ConfigError, loadConfig } from './config/config';
 
 const USAGE = `usage: node dist/main.js                      serve gRPC (the default)
        node dist/main.js rotate-keys [--start-after USER_ID] [--page-size N]
-                                             seal every stored grant again under the keyset's primary key`;
+                                             seal every stored grant again under the keyset's primary key
+       node dist/main.js retry-revocations    tell Google the revocations RevokeUser could not get confirmed`;
 
 /**
  * Process entry point: the only place that reads process.env. Without
  * arguments it serves and stops gracefully on SIGTERM (Kubernetes, Cloud
- * Run) or SIGINT; `rotate-keys` runs the key-rotation job with the same
- * configuration (a Kubernetes Job or Cloud Run job from the same image).
+ * Run) or SIGINT; `rotate-keys` and `retry-revocations` run jobs with the
+ * same configuration (a Kubernetes Job or Cloud Run job from the same image).
  */
 async function main(argv: string[]): Promise<void> {
   const [command, ...args] = argv;
   if (command === undefined) return serve();
   if (command === 'rotate-keys') return rotateKeys(args);
+  if (command === 'retry-revocations' && args.length === 0) return retryRevocations();
   throw new ConfigError(`unknown command "${command}"\n${USAGE}`);
 }
 
@@ -45,6 +47,13 @@ async function rotateKeys(args: string[]): Promise<void> {
   const report = await runResealGrants(loadConfig(process.env), { startAfter, pageSize });
   process.stdout.write(`${JSON.stringify({ job: 'rotate-keys', ...report })}\n`);
   process.exit(report.unreadable + report.failed === 0 ? 0 : 1);
+}
+
+/** Prints the job's report as one JSON line; exits 1 while some revocation is still not confirmed. */
+async function retryRevocations(): Promise<void> {
+  const report = await runRetryRevocations(loadConfig(process.env));
+  process.stdout.write(`${JSON.stringify({ job: 'retry-revocations', ...report })}\n`);
+  process.exit(report.failed + report.unreadable === 0 ? 0 : 1);
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -2,7 +2,7 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { Sealer } from '../src/crypto/sealer';
 import { TokenBroker } from '../src/domain/token-broker';
-import type { ExchangeLedger, GoogleOAuth, GrantStore, SharedTokenStore } from '../src/domain/ports';
+import type { ExchangeLedger, GoogleOAuth, GrantStore, RevocationLedger, SharedTokenStore } from '../src/domain/ports';
 import { expectGrpcError, useStack } from './support/stack';
 
 const INVALID_USER_IDS = ['', 'a/b', '..', '__x__', '9'.repeat(300), 'abc123', '12 34', '123/../456', '-1', '１２３'];
@@ -39,6 +39,7 @@ describe('user_id validation', () => {
       {
         store: untouchable<GrantStore>('store'),
         shared: untouchable<SharedTokenStore>('shared'),
+        revocations: untouchable<RevocationLedger>('revocations'),
         exchanges: untouchable<ExchangeLedger>('exchanges'),
         oauth: untouchable<GoogleOAuth>('oauth'),
         sealer: untouchable<Sealer>('sealer'),
@@ -50,7 +51,7 @@ describe('user_id validation', () => {
 
     it('refuses every malformed user_id before touching the store, Google or the keys', async () => {
       for (const userId of INVALID_USER_IDS) {
-        for (const call of [() => broker.getAccessToken(userId, []), () => broker.getProfile(userId)]) {
+        for (const call of [() => broker.getAccessToken(userId, []), () => broker.getProfile(userId), () => broker.revokeUser(userId)]) {
           const err = await call().then(
             () => undefined,
             (e: unknown) => e,

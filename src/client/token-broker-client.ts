@@ -7,6 +7,8 @@ import {
   type GetAccessTokenResponse,
   type GetProfileRequest,
   type GetProfileResponse,
+  type RevokeUserRequest,
+  type RevokeUserResponse,
 } from '../gen/tokenbroker/v1/token_broker';
 
 /** Per-call options of {@link TokenBrokerClient}. */
@@ -59,6 +61,10 @@ export class TokenBrokerClient {
 
   getProfile(request: Partial<GetProfileRequest>, options?: CallOptions): Promise<GetProfileResponse> {
     return this.unary((req, md, opts, cb) => this.raw.getProfile(req, md, opts, cb), { userId: '', ...request }, options);
+  }
+
+  revokeUser(request: Partial<RevokeUserRequest>, options?: CallOptions): Promise<RevokeUserResponse> {
+    return this.unary((req, md, opts, cb) => this.raw.revokeUser(req, md, opts, cb), { userId: '', ...request }, options);
   }
 
   /** Closes the channel. */

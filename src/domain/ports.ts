@@ -20,6 +20,8 @@ export interface GrantStore {
   update(userId: string, mutate: GrantMutation): Promise<{ before: GrantRecord | undefined; after: GrantRecord | undefined }>;
   /** Up to `limit` stored user IDs in ascending order, starting after `after` (from the start when undefined). */
   listUserIds(after: string | undefined, limit: number): Promise<string[]>;
+  /** Deletes the user's grant; deleting an absent one succeeds. */
+  delete(userId: string): Promise<void>;
 }
 
 /**
@@ -54,6 +56,36 @@ export interface SharedTokenStore {
   get(userId: string, scopeKey: string): Promise<SharedTokenRecord | undefined>;
   /** Reads the record and writes what `mutate` returns, atomically (undefined: no write). */
   update(userId: string, scopeKey: string, mutate: SharedTokenMutation): Promise<{ before: SharedTokenRecord | undefined; after: SharedTokenRecord | undefined }>;
+  /** Deletes every record of the user. */
+  deleteUser(userId: string): Promise<void>;
+}
+
+/** A revocation whose telling Google is still to be done. */
+export interface PendingRevocation {
+  userId: string;
+  /** The grant's refresh token, sealed as it was stored. */
+  refreshToken: SealedBox;
+  /** Failed attempts so far. */
+  attempts: number;
+}
+
+/**
+ * Users revoked through RevokeUser, shared by every replica: each replica
+ * watches it to drop the user's cached tokens, and revocations Google did
+ * not confirm wait here for the retry-revocations job.
+ */
+export interface RevocationLedger {
+  /** Records that `userId` was revoked; with `pending`, Google still has to be told. */
+  record(userId: string, pending?: SealedBox): Promise<void>;
+  /**
+   * Calls `onRevoked` for each revocation any replica records from now on
+   * (typically within a second). Returns a function that stops watching.
+   */
+  watch(onRevoked: (userId: string) => void, onError: (err: unknown) => void): () => void;
+  /** Up to `limit` revocations still to be told to Google, after user `after`. */
+  pending(after: string | undefined, limit: number): Promise<PendingRevocation[]>;
+  /** Ends a pending revocation (Google confirmed), or counts a failed attempt. */
+  settle(userId: string, done: boolean): Promise<void>;
 }
 
 /** What a Google token endpoint returned, with times made absolute. */

@@ -24,6 +24,11 @@ export class ProfileCache {
     return entry.profile;
   }
 
+  /** Forgets the user's profile (the user was revoked). */
+  delete(userId: string): void {
+    this.entries.delete(userId);
+  }
+
   /** Caches `profile` for the TTL. */
   set(profile: Profile): void {
     if (this.ttlMs <= 0) return;

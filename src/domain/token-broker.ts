@@ -12,6 +12,7 @@ import {
   type GrantMutation,
   type GrantStore,
   type IdentityClaims,
+  type RevocationLedger,
   type SharedTokenStore,
   type TokenSet,
 } from './ports';
@@ -48,6 +49,7 @@ export interface TokenBrokerOptions {
 export interface TokenBrokerDeps {
   store: GrantStore;
   shared: SharedTokenStore;
+  revocations: RevocationLedger;
   exchanges: ExchangeLedger;
   oauth: GoogleOAuth;
   sealer: Sealer;
@@ -62,6 +64,14 @@ export interface ExchangeResult {
   grantedScopes: string[];
   /** True when this exchange stored the user for the first time. */
   created: boolean;
+}
+
+/** Result of {@link TokenBroker.revokeUser}. */
+export interface RevokeResult {
+  /** False when no grant was stored. */
+  wasStored: boolean;
+  /** DONE: Google revoked it; PENDING: kept for the retry job; NOT_NEEDED: nothing to revoke. */
+  google: 'DONE' | 'PENDING' | 'NOT_NEEDED';
 }
 
 /** Result of {@link TokenBroker.getAccessToken}. */
@@ -264,6 +274,56 @@ export class TokenBroker {
         throw err;
       }
     }
+  }
+
+  /**
+   * Revokes the user's grant at Google and deletes what is stored for the
+   * user, telling every replica through the revocation ledger. The ledger
+   * entry is written before anything is deleted, so a revocation Google did
+   * not confirm keeps the refresh token for the retry job. Idempotent.
+   */
+  async revokeUser(userId: string, deadline = Deadline.in(this.options.callTimeoutMs)): Promise<RevokeResult> {
+    checkUserId(userId);
+    let grant: GrantRecord | undefined;
+    let unreadable = false;
+    try {
+      grant = await this.deps.store.get(userId);
+    } catch (err: unknown) {
+      // A document that no longer fits the schema is still deleted on purpose.
+      if (!isBrokerError(err, 'STORED_DATA_UNREADABLE')) throw err;
+      unreadable = true;
+    }
+    let google: RevokeResult['google'] = 'NOT_NEEDED';
+    let pending: GrantRecord['refreshToken'] | undefined;
+    if (grant) {
+      let refreshToken: string | undefined;
+      try {
+        refreshToken = this.deps.sealer.open(grant.refreshToken, Sealer.context(userId, REFRESH_TOKEN_FIELD));
+      } catch (err: unknown) {
+        this.deps.logger.error({ event: 'revoke_unreadable_grant', userId, code: errorCode(err) }, 'the grant\'s refresh token does not open; it is deleted without revoking it at Google');
+      }
+      if (refreshToken !== undefined) {
+        try {
+          await this.deps.oauth.revoke(refreshToken, deadline);
+          google = 'DONE';
+        } catch (err: unknown) {
+          google = 'PENDING';
+          pending = grant.refreshToken;
+          this.deps.logger.warn({ event: 'revocation_pending', userId, code: errorCode(err) }, 'Google did not confirm the revocation; it is kept for retry-revocations');
+        }
+      }
+    }
+    await this.deps.revocations.record(userId, pending);
+    await this.deps.shared.deleteUser(userId);
+    await this.deps.store.delete(userId);
+    this.forget(userId);
+    return { wasStored: grant !== undefined || unreadable, google };
+  }
+
+  /** Drops everything this process holds in memory for the user (another replica revoked it). */
+  forget(userId: string): void {
+    this.tokens.deleteUser(userId);
+    this.profiles.delete(userId);
   }
 
   /** Returns the stored profile of `userId` (briefly cached), or USER_NOT_FOUND. */

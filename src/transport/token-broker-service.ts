@@ -5,9 +5,9 @@ import type { PolicyRpc } from '../auth/caller-policy';
 import { BrokerError } from '../domain/broker-error';
 import { Deadline } from '../domain/deadline';
 import type { Profile } from '../domain/grant';
-import type { TokenBroker } from '../domain/token-broker';
+import type { RevokeResult, TokenBroker } from '../domain/token-broker';
 import type { Duration } from '../gen/google/protobuf/duration';
-import type { Profile as ProfileMessage, TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
+import { GoogleRevocation, type Profile as ProfileMessage, type TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
 import { describeError } from '../observability/describe-error';
 import type { Logger } from '../observability/logger';
 import { toStatus } from './error-status';
@@ -40,8 +40,22 @@ export function tokenBrokerService(broker: TokenBroker, context: CallContext): T
     getProfile: unary('GetProfile', context, async (req) => ({
       profile: toProfileMessage(await broker.getProfile(req.userId)),
     })),
+    revokeUser: unary('RevokeUser', context, async (req, deadline, caller) => {
+      const result = await broker.revokeUser(req.userId, deadline);
+      context.logger.info(
+        { event: 'user_revoked', caller: caller.identity, userId: req.userId, wasStored: result.wasStored, google: result.google },
+        'user revoked',
+      );
+      return { wasStored: result.wasStored, googleRevocation: GOOGLE_REVOCATION[result.google] };
+    }),
   };
 }
+
+const GOOGLE_REVOCATION: Record<RevokeResult['google'], GoogleRevocation> = {
+  DONE: GoogleRevocation.GOOGLE_REVOCATION_DONE,
+  PENDING: GoogleRevocation.GOOGLE_REVOCATION_PENDING,
+  NOT_NEEDED: GoogleRevocation.GOOGLE_REVOCATION_NOT_NEEDED,
+};
 
 /** What every handler shares. */
 export interface CallContext {

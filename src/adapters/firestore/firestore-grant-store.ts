@@ -37,6 +37,12 @@ export class FirestoreGrantStore implements GrantStore {
     });
   }
 
+  delete(userId: string): Promise<void> {
+    return storeCall(this.timeoutMs, async () => {
+      await this.doc(userId).delete();
+    });
+  }
+
   private doc(userId: string) {
     return this.db.collection(this.collection).doc(userId);
   }

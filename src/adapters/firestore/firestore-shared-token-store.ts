@@ -2,6 +2,7 @@ import type { Firestore } from '@google-cloud/firestore';
 import { createHash } from 'node:crypto';
 import type { SharedTokenMutation, SharedTokenRecord, SharedTokenStore } from '../../domain/ports';
 import { sharedTokenFromDocument, sharedTokenToDocument } from './shared-token-document';
+import { storeCall } from './store-call';
 import { readDocument, updateDocument, type DocumentCodec } from './update-document';
 
 /**
@@ -27,6 +28,15 @@ export class FirestoreSharedTokenStore implements SharedTokenStore {
 
   update(userId: string, scopeKey: string, mutate: SharedTokenMutation) {
     return updateDocument(this.doc(userId, scopeKey), codec(userId, scopeKey), this.timeoutMs, mutate);
+  }
+
+  deleteUser(userId: string): Promise<void> {
+    return storeCall(this.timeoutMs, async () => {
+      const records = await this.db.collection(this.collection).where('user_id', '==', userId).select().get();
+      const batch = this.db.batch();
+      for (const doc of records.docs) batch.delete(doc.ref);
+      await batch.commit();
+    });
   }
 
   private doc(userId: string, scopeKey: string) {
