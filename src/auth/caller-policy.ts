@@ -2,7 +2,7 @@ import { parseDocument } from 'yaml';
 import { normalizeScopes } from '../domain/scopes';
 
 /** The RPCs a policy can grant, by their proto method names. */
-export const POLICY_RPCS = ['ExchangeCode', 'GetAccessToken', 'GetProfile', 'RevokeUser'] as const;
+export const POLICY_RPCS = ['ExchangeCode', 'GetAccessToken', 'GetProfile', 'GetGrantStatus', 'RevokeUser'] as const;
 export type PolicyRpc = (typeof POLICY_RPCS)[number];
 
 /** What one caller may do. */

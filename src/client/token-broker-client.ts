@@ -7,6 +7,8 @@ import {
   type GetAccessTokenResponse,
   type GetProfileRequest,
   type GetProfileResponse,
+  type GetGrantStatusRequest,
+  type GetGrantStatusResponse,
   type RevokeUserRequest,
   type RevokeUserResponse,
 } from '../gen/tokenbroker/v1/token_broker';
@@ -61,6 +63,10 @@ export class TokenBrokerClient {
 
   getProfile(request: Partial<GetProfileRequest>, options?: CallOptions): Promise<GetProfileResponse> {
     return this.unary((req, md, opts, cb) => this.raw.getProfile(req, md, opts, cb), { userId: '', ...request }, options);
+  }
+
+  getGrantStatus(request: Partial<GetGrantStatusRequest>, options?: CallOptions): Promise<GetGrantStatusResponse> {
+    return this.unary((req, md, opts, cb) => this.raw.getGrantStatus(req, md, opts, cb), { userId: '', ...request }, options);
   }
 
   revokeUser(request: Partial<RevokeUserRequest>, options?: CallOptions): Promise<RevokeUserResponse> {

@@ -63,6 +63,8 @@ export interface GrantRecord {
    * the epoch): an older sign-in finishing late never overwrites a newer one.
    */
   signedInAt?: number;
+  /** When an access token was last obtained from the grant at Google (ms since the epoch). */
+  lastRefreshedAt?: number;
   /** Milliseconds since the epoch. */
   createdAt: number;
   updatedAt: number;

@@ -326,6 +326,14 @@ export class TokenBroker {
     this.profiles.delete(userId);
   }
 
+  /** The stored grant's state, scopes and times (never a token), or USER_NOT_FOUND. */
+  async getGrantStatus(userId: string): Promise<GrantRecord> {
+    checkUserId(userId);
+    const grant = await this.deps.store.get(userId);
+    if (!grant) throw userNotFound();
+    return grant;
+  }
+
   /** Returns the stored profile of `userId` (briefly cached), or USER_NOT_FOUND. */
   async getProfile(userId: string): Promise<Profile> {
     checkUserId(userId);
@@ -402,22 +410,22 @@ export class TokenBroker {
     const fresh = tokens.idToken ? await this.profileFromRefresh(tokens.idToken, userId) : undefined;
     const profile = fresh && !sameProfile(fresh, grant.profile) ? fresh : undefined;
     let source = grant;
-    if (rotated || profile) {
-      // A rotated refresh token must be stored before we answer: the old one
-      // may already be dead at Google.
-      const { after } = await this.deps.store.update(userId, (current) => {
-        if (!current) return undefined;
-        const next: GrantRecord = { ...current, updatedAt: this.deps.clock.now() };
-        if (rotated && sameBox(current, grant)) {
-          next.refreshToken = rotated;
-          next.refreshTokenHash = riscTokenHash(tokens.refreshToken as string);
-        }
-        if (profile) next.profile = profile;
-        return next;
-      });
-      if (rotated && after && after.refreshToken === rotated) source = after;
-      if (profile) this.profiles.set(profile);
-    }
+    // A rotated refresh token must be stored before we answer: the old one
+    // may already be dead at Google. The refresh time is recorded for the
+    // grant's status and the keep-alive job.
+    const now = this.deps.clock.now();
+    const { after } = await this.deps.store.update(userId, (current) => {
+      if (!current) return undefined;
+      const next: GrantRecord = { ...current, lastRefreshedAt: now, updatedAt: now };
+      if (rotated && sameBox(current, grant)) {
+        next.refreshToken = rotated;
+        next.refreshTokenHash = riscTokenHash(tokens.refreshToken as string);
+      }
+      if (profile) next.profile = profile;
+      return next;
+    });
+    if (rotated && after && after.refreshToken === rotated) source = after;
+    if (profile) this.profiles.set(profile);
     const token: CachedToken = {
       accessToken: tokens.accessToken,
       expiresAt: tokens.expiresAt,

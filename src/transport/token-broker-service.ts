@@ -7,7 +7,7 @@ import { Deadline } from '../domain/deadline';
 import type { Profile } from '../domain/grant';
 import type { RevokeResult, TokenBroker } from '../domain/token-broker';
 import type { Duration } from '../gen/google/protobuf/duration';
-import { GoogleRevocation, type Profile as ProfileMessage, type TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
+import { GoogleRevocation, GrantState, type Profile as ProfileMessage, type TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
 import { describeError } from '../observability/describe-error';
 import type { Logger } from '../observability/logger';
 import { toStatus } from './error-status';
@@ -40,6 +40,17 @@ export function tokenBrokerService(broker: TokenBroker, context: CallContext): T
     getProfile: unary('GetProfile', context, async (req) => ({
       profile: toProfileMessage(await broker.getProfile(req.userId)),
     })),
+    getGrantStatus: unary('GetGrantStatus', context, async (req) => {
+      const grant = await broker.getGrantStatus(req.userId);
+      return {
+        state: grant.status === 'ACTIVE' ? GrantState.GRANT_STATE_ACTIVE : GrantState.GRANT_STATE_REAUTH_REQUIRED,
+        deadReason: grant.deadReason ?? '',
+        scopes: grant.scopes,
+        createTime: new Date(grant.createdAt),
+        signInTime: grant.signedInAt === undefined ? undefined : new Date(grant.signedInAt),
+        lastRefreshTime: grant.lastRefreshedAt === undefined ? undefined : new Date(grant.lastRefreshedAt),
+      };
+    }),
     revokeUser: unary('RevokeUser', context, async (req, deadline, caller) => {
       const result = await broker.revokeUser(req.userId, deadline);
       context.logger.info(

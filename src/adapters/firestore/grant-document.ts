@@ -37,6 +37,7 @@ export function grantToDocument(grant: GrantRecord): DocumentData {
   if (grant.deadReason !== undefined) doc.dead_reason = grant.deadReason;
   if (grant.signedInAt !== undefined) doc.signed_in_at = Timestamp.fromMillis(grant.signedInAt);
   if (grant.refreshTokenHash !== undefined) doc.refresh_token_hash = grant.refreshTokenHash;
+  if (grant.lastRefreshedAt !== undefined) doc.last_refreshed_at = Timestamp.fromMillis(grant.lastRefreshedAt);
   return doc;
 }
 
@@ -69,6 +70,7 @@ export function grantFromDocument(userId: string, doc: DocumentData): GrantRecor
   if (typeof doc.dead_reason === 'string') grant.deadReason = doc.dead_reason;
   if (doc.signed_in_at instanceof Timestamp) grant.signedInAt = doc.signed_in_at.toMillis();
   if (typeof doc.refresh_token_hash === 'string') grant.refreshTokenHash = doc.refresh_token_hash;
+  if (doc.last_refreshed_at instanceof Timestamp) grant.lastRefreshedAt = doc.last_refreshed_at.toMillis();
   return grant;
 }
 
