@@ -21,6 +21,7 @@ import { ConfigError, type Config } from './config/config';
 import { parseKeyset } from './crypto/keyset';
 import { Sealer } from './crypto/sealer';
 import { systemClock, type Clock } from './domain/clock';
+import { keepGrantsAlive, type KeepAliveOptions, type KeepAliveReport } from './domain/keep-alive';
 import { resealGrants, type ResealOptions, type ResealReport } from './domain/reseal-grants';
 import { retryRevocations, type RetryRevocationsReport } from './domain/retry-revocations';
 import { TokenBroker } from './domain/token-broker';
@@ -60,20 +61,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   const policy = await readPolicy(config);
   const { oauthClient, keyset, tls } = await readSecrets(config);
   const firestore = new Firestore(firestoreSettings(config));
-  const revocations = revocationLedger(firestore, config, clock);
-  const broker = new TokenBroker(
-    {
-      store: new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs),
-      shared: new FirestoreSharedTokenStore(firestore, `${config.firestore.collection}_access_tokens`, config.firestore.timeoutMs),
-      exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs),
-      revocations,
-      oauth: googleOAuthClient(config, oauthClient, clock, logger),
-      sealer: new Sealer(keyset),
-      clock,
-      logger,
-    },
-    { allowedAppClientIds: config.allowedAppClientIds, callTimeoutMs: config.callTimeoutMs, ...config.tokens },
-  );
+  const { broker, revocations } = buildBroker(config, firestore, oauthClient, new Sealer(keyset), clock, logger);
 
   const access = callerAccess(config, policy, clock);
   if (config.callers.mode === 'insecure-none') {
@@ -116,6 +104,50 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     return stopping;
   };
   return { port, healthPort, broker, logger, stop };
+}
+
+/** The domain and its adapters over one Firestore client. */
+function buildBroker(
+  config: Config,
+  firestore: Firestore,
+  oauthClient: { clientId: string; clientSecret: string },
+  sealer: Sealer,
+  clock: Clock,
+  logger: Logger,
+) {
+  const store = new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs);
+  const revocations = revocationLedger(firestore, config, clock);
+  const broker = new TokenBroker(
+    {
+      store,
+      shared: new FirestoreSharedTokenStore(firestore, `${config.firestore.collection}_access_tokens`, config.firestore.timeoutMs),
+      exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs),
+      revocations,
+      oauth: googleOAuthClient(config, oauthClient, clock, logger),
+      sealer,
+      clock,
+      logger,
+    },
+    { allowedAppClientIds: config.allowedAppClientIds, callTimeoutMs: config.callTimeoutMs, ...config.tokens },
+  );
+  return { broker, store, revocations };
+}
+
+/**
+ * The `keep-alive` job: refreshes every active grant unused for longer than
+ * the limit, so Google does not expire it (see keepGrantsAlive).
+ */
+export async function runKeepAlive(config: Config, options: KeepAliveOptions, overrides: AppOverrides = {}): Promise<KeepAliveReport> {
+  const clock = overrides.clock ?? systemClock;
+  const logger = createLogger(config.logLevel, overrides.logDestination);
+  const { oauthClient, keyset } = await readSecrets(config);
+  const firestore = new Firestore(firestoreSettings(config));
+  try {
+    const { broker, store } = buildBroker(config, firestore, oauthClient, new Sealer(keyset), clock, logger);
+    return await keepGrantsAlive(store, broker, clock, logger, options);
+  } finally {
+    await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
+  }
 }
 
 /** Google's OAuth endpoints as the service's own client. */

@@ -326,6 +326,16 @@ export class TokenBroker {
     this.profiles.delete(userId);
   }
 
+  /**
+   * Refreshes the user's whole grant at Google now, whatever is cached, and
+   * records it like any refresh (rotation stored, invalid_grant marked dead).
+   * For the keep-alive job.
+   */
+  async refreshWholeGrant(userId: string, deadline = Deadline.in(this.options.callTimeoutMs)): Promise<void> {
+    const grant = await this.loadActiveGrant(checkUserId(userId));
+    await this.refreshAtGoogle(grant, [], deadline);
+  }
+
   /** The stored grant's state, scopes and times (never a token), or USER_NOT_FOUND. */
   async getGrantStatus(userId: string): Promise<GrantRecord> {
     checkUserId(userId);
