@@ -80,6 +80,21 @@ describe('ExchangeCode', () => {
     expect(after?.refresh_token).to.not.deep.equal(before?.refresh_token);
   });
 
+  it('incremental authorization: a later consent for more scopes widens the stored grant, newest refresh token winning', async () => {
+    const drive = 'https://www.googleapis.com/auth/drive.readonly';
+    const user = stack.newUser();
+    await stack.signIn(user, { scopes: ['openid', 'email'] });
+    const { info } = await expectGrpcError(stack.client.getAccessToken({ userId: user.sub, scopes: [drive] }), status.FAILED_PRECONDITION, 'SCOPE_NOT_GRANTED');
+    expect(info?.metadata).to.include({ missingScopes: drive });
+    const before = await stack.rawDocument(user.sub);
+    // Google returns every scope granted so far when the app asks with include_granted_scopes.
+    const widened = await stack.signIn(user, { scopes: ['openid', 'email', drive], consent: true });
+    expect(widened.grantedScopes).to.deep.equal(['email', drive, 'openid'].sort());
+    expect((await stack.rawDocument(user.sub))?.refresh_token).to.not.deep.equal(before?.refresh_token);
+    const token = await stack.client.getAccessToken({ userId: user.sub, scopes: [drive] });
+    expect(token.scopes).to.deep.equal([drive]);
+  });
+
   it('answers CONSENT_REQUIRED when Google grants no refresh token and none is stored', async () => {
     const user = stack.newUser();
     // The user consented before, but the stored grant is gone (deleted by an operator).
