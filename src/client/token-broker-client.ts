@@ -1,4 +1,5 @@
-import { credentials as grpcCredentials, Metadata, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, Metadata, status, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { isServiceError } from './error-info';
 import {
   TokenBrokerServiceClient,
   type ExchangeCodeRequest,
@@ -34,6 +35,16 @@ export interface TokenBrokerClientOptions {
    * by mutual TLS or runs with insecure-none.
    */
   idToken?: () => string | Promise<string>;
+  /** Deadline of a call (all its attempts) when the call sets none; unset: no deadline. */
+  defaultTimeoutMs?: number;
+  /**
+   * Retries of calls answered UNAVAILABLE (a replica shutting down, Google
+   * or Firestore briefly failing), with full-jitter backoff starting at
+   * `backoffMs`, within the call's deadline. Every TokenBroker RPC is safe
+   * to repeat: ExchangeCode replays its first answer for the same code.
+   * Default: none.
+   */
+  retry?: { attempts: number; backoffMs: number };
 }
 
 /**
@@ -48,7 +59,10 @@ export class TokenBrokerClient {
   private readonly idToken: TokenBrokerClientOptions['idToken'];
 
   /** @param address host:port of the service */
-  constructor(address: string, options: TokenBrokerClientOptions = {}) {
+  constructor(
+    address: string,
+    private readonly options: TokenBrokerClientOptions = {},
+  ) {
     this.raw = new TokenBrokerServiceClient(address, options.credentials ?? grpcCredentials.createInsecure(), options.channelOptions);
     this.idToken = options.idToken;
   }
@@ -85,9 +99,20 @@ export class TokenBrokerClient {
   ): Promise<Res> {
     const metadata = options.metadata ?? new Metadata();
     if (this.idToken && !metadata.get('authorization').length) metadata.set('authorization', `Bearer ${await this.idToken()}`);
-    const opts = options.timeoutMs === undefined ? {} : { deadline: new Date(Date.now() + options.timeoutMs) };
-    return new Promise((resolve, reject) => {
-      invoke(request, metadata, opts, (err, res) => (err ? reject(err) : resolve(res as Res)));
-    });
+    const timeoutMs = options.timeoutMs ?? this.options.defaultTimeoutMs;
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    const retry = this.options.retry ?? { attempts: 0, backoffMs: 0 };
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await new Promise<Res>((resolve, reject) => {
+          invoke(request, metadata, deadline === undefined ? {} : { deadline: new Date(deadline) }, (err, res) => (err ? reject(err) : resolve(res as Res)));
+        });
+      } catch (err: unknown) {
+        const wait = Math.random() * retry.backoffMs * 2 ** attempt;
+        const retryable = isServiceError(err) && err.code === status.UNAVAILABLE && attempt < retry.attempts;
+        if (!retryable || (deadline !== undefined && Date.now() + wait >= deadline)) throw err;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
   }
 }
