@@ -677,7 +677,7 @@ describe('input properties: every RPC under arbitrary input', () => {
       expect(sharedTokens.filter((d) => !d.startsWith(`${known.userId}_`)), 'shared access tokens of other users').to.deep.equal([]);
       const logged = stack.logs.slice(logStart).map((line) => JSON.parse(line) as { severity?: string; code?: string; message?: string });
       expect(logged.length, 'failed calls are logged').to.be.greaterThan(0);
-      const bad = logged.filter((l) => l.severity === 'ERROR' || l.severity === 'FATAL' || l.code === 'INTERNAL' || l.code === 'UNKNOWN');
+      const bad = logged.filter((l) => l.severity === 'ERROR' || l.severity === 'CRITICAL' || l.code === 'INTERNAL' || l.code === 'UNKNOWN');
       expect(bad, 'error log lines').to.deep.equal([]);
     });
   });

@@ -130,7 +130,7 @@ describe('start-up', () => {
       const app = await startApp(loadConfig(env(fileSecrets())), { logDestination: captureLogs(lines) });
       await app.stop();
       const warning = lines.find((line) => line.includes('"event":"insecure_caller_auth"'));
-      expect(warning).to.include('"severity":"WARN"').and.include('ANY CALLER');
+      expect(warning).to.include('"severity":"WARNING"').and.include('ANY CALLER');
     });
   });
 
