@@ -2,6 +2,7 @@ import { Service as KnativeService } from '@kubernetes-models/knative/serving.kn
 import { expect } from 'chai';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
+import { CronJob } from 'kubernetes-models/batch/v1/CronJob';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
@@ -18,12 +19,23 @@ import { CallerPolicy, POLICY_RPCS } from '../src/auth/caller-policy';
 import { type CallerAuthConfig, type Config, ConfigError, loadConfig } from '../src/config/config';
 import type { AuthorizationPolicy, PeerAuthentication } from './support/istio-security';
 import { isRecord, type ManifestObject, parseManifests, renderKustomization } from './support/kustomize';
-import { fieldsTheSchemaIgnores, instancesOf, istioObjectsOf, manifestProblems, type ModelClass, nameOf } from './support/manifest-schema';
+import { cloudRunJobsOf, fieldsTheSchemaIgnores, instancesOf, istioObjectsOf, manifestProblems, type ModelClass, nameOf } from './support/manifest-schema';
 
 const ROOT = path.resolve(__dirname, '..');
 const K8S_DIR = path.join(ROOT, 'k8s');
 const OVERLAYS_DIR = path.join(K8S_DIR, 'overlays');
 const CLOUD_RUN_SERVICE = path.join(K8S_DIR, 'cloud-run', 'service.yaml');
+const CLOUD_RUN_JOBS_DIR = path.join(K8S_DIR, 'cloud-run', 'jobs');
+
+/**
+ * The jobs of src/main.ts (every command besides serving) and how often
+ * each runs, in seconds, or 'on demand': started by hand.
+ */
+const JOBS: Readonly<Record<string, number | 'on demand'>> = {
+  'keep-alive': 86_400,
+  'retry-revocations': 3_600,
+  'rotate-keys': 'on demand',
+};
 
 /**
  * What the Secret Manager secrets Cloud Run mounts hold: the file each is
@@ -88,6 +100,63 @@ function apiMethodPaths(): string[] {
 }
 
 const HEALTH_PATHS = ['/grpc.health.v1.Health/Check', '/grpc.health.v1.Health/Watch'];
+
+/**
+ * The job commands and their flags, read from the usage text of
+ * src/main.ts: command -> flag -> the kind of value (`N` or `USER_ID`).
+ */
+function jobCommands(): Map<string, Map<string, string>> {
+  const main = readFileSync(path.join(ROOT, 'src', 'main.ts'), 'utf8');
+  const usage = present(/const USAGE = `([^`]*)`/.exec(main)?.[1], 'USAGE in src/main.ts');
+  const commands = new Map(
+    [...usage.matchAll(/node dist\/main\.js ([a-z][a-z-]*)((?: \[--[a-z-]+ [A-Z_]+\])*)/g)].map(
+      (match) => [match[1], new Map([...match[2].matchAll(/\[(--[a-z-]+) ([A-Z_]+)\]/g)].map((flag) => [flag[1], flag[2]]))] as const,
+    ),
+  );
+  // Guards against a reworded usage text silently allowing nothing, and against a new job without a deployment.
+  expect([...commands.keys()].sort(), 'job commands in the usage text of src/main.ts').to.deep.equal(Object.keys(JOBS).sort());
+  return commands;
+}
+
+/**
+ * The job a container runs, `node dist/main.js JOB [--flag value]...`
+ * split over command and args in any way, after checking the job and its
+ * flags against the usage text of src/main.ts.
+ */
+function jobOf(container: IContainer, what: string): string {
+  const argv = [...(container.command ?? []), ...(container.args ?? [])];
+  expect(argv.slice(0, 2), `${what}: command line`).to.deep.equal(['node', 'dist/main.js']);
+  const [job, ...flags] = argv.slice(2);
+  const known = present(jobCommands().get(present(job, `${what}: job command`)), `${what}: job command "${job}" in the usage text of src/main.ts`);
+  expect(flags.length % 2, `${what}: every flag with a value`).to.equal(0);
+  for (let i = 0; i < flags.length; i += 2) {
+    const kind = present(known.get(flags[i]), `${what}: flag ${flags[i]} of ${job}`);
+    expect(flags[i + 1], `${what}: value of ${flags[i]}`).to.match(kind === 'N' ? /^[1-9]\d*$/ : /^\S+$/);
+  }
+  return job;
+}
+
+/** Seconds from one run to the next of a daily (`M H * * *`) or hourly (`M * * * *`) schedule; other forms are refused. */
+function schedulePeriodSeconds(schedule: string): number {
+  const match = present(/^([0-5]?\d) (\*|[01]?\d|2[0-3]) \* \* \*$/.exec(schedule), `schedule "${schedule}": daily (M H * * *) or hourly (M * * * *)`);
+  return match[2] === '*' ? 3_600 : 86_400;
+}
+
+/**
+ * The `gcloud scheduler jobs create http` commands of a README, keyed by
+ * the Cloud Run job their --uri runs, each as its --flag=value pairs.
+ */
+function schedulerCommands(readme: string): Map<string, Map<string, string>> {
+  const lines = readme.replace(/\\\n\s*/g, ' ').split('\n');
+  const commands = new Map<string, Map<string, string>>();
+  for (const line of lines.filter((candidate) => candidate.startsWith('gcloud scheduler jobs create http '))) {
+    const flags = new Map([...line.matchAll(/--([a-z-]+)=("[^"]*"|\S+)/g)].map((flag) => [flag[1], flag[2].replace(/^"(.*)"$/, '$1')] as const));
+    const job = present(/\/jobs\/([a-z0-9-]+):run$/.exec(flags.get('uri') ?? '')?.[1], `--uri of: ${line}`);
+    expect(commands.has(job), `${job} scheduled twice`).to.equal(false);
+    commands.set(job, flags);
+  }
+  return commands;
+}
 
 /** The object at `keys` inside a parsed YAML value (throws when there is none). */
 function recordAt(value: unknown, keys: ReadonlyArray<string | number>): Record<string, unknown> {
@@ -247,6 +316,39 @@ function expectGrpcProbe(probe: IProbe | undefined, port: number, what: string):
   expect([defined.httpGet, defined.tcpSocket, defined.exec], `${what}: only grpc`).to.deep.equal([undefined, undefined, undefined]);
 }
 
+/**
+ * The hardening every pod of the service gets: non-root, read-only root
+ * filesystem, no privileges or capabilities, the runtime's default seccomp
+ * profile, no Kubernetes API token and no service links.
+ */
+function expectHardened(pod: IPodSpec, container: IContainer, what: string): void {
+  const shared = pod.securityContext;
+  const own = present(container.securityContext, `${what}: container securityContext`);
+  expect(own.runAsNonRoot ?? shared?.runAsNonRoot, `${what}: runAsNonRoot`).to.equal(true);
+  expect(own.runAsUser ?? shared?.runAsUser, `${what}: runAsUser`).to.be.a('number').and.above(0);
+  expect(own.readOnlyRootFilesystem, `${what}: readOnlyRootFilesystem`).to.equal(true);
+  expect(own.allowPrivilegeEscalation, `${what}: allowPrivilegeEscalation`).to.equal(false);
+  expect(own.privileged ?? false, `${what}: privileged`).to.equal(false);
+  expect(own.capabilities?.drop, `${what}: capabilities dropped`).to.include('ALL');
+  expect(own.capabilities?.add ?? [], `${what}: capabilities added`).to.deep.equal([]);
+  expect((own.seccompProfile ?? shared?.seccompProfile)?.type, `${what}: seccomp profile`).to.equal('RuntimeDefault');
+  expect(pod.automountServiceAccountToken, `${what}: Kubernetes API token mounted`).to.equal(false);
+  // Service links would put TOKENBROKER_PORT etc. into the service's configuration prefix.
+  expect(pod.enableServiceLinks, `${what}: enableServiceLinks`).to.equal(false);
+}
+
+/** A job serves nothing: no port, no probe, no lifecycle hook. */
+function expectNoServer(container: IContainer, what: string): void {
+  const serving = { ports: container.ports, startupProbe: container.startupProbe, readinessProbe: container.readinessProbe, livenessProbe: container.livenessProbe, lifecycle: container.lifecycle };
+  expect(Object.entries(serving).filter(([, value]) => value !== undefined).map(([field]) => field), `${what}: serving fields`).to.deep.equal([]);
+}
+
+/** True when a NetworkPolicy's podSelector picks a pod with these labels (an empty one picks every pod of the namespace). */
+function podSelectorPicks(selector: { matchLabels?: Record<string, string>; matchExpressions?: unknown[] } | undefined, labels: Record<string, string> | undefined): boolean {
+  expect(selector?.matchExpressions, 'podSelector matchExpressions (not supported here)').to.equal(undefined);
+  return Object.entries(selector?.matchLabels ?? {}).every(([key, value]) => labels?.[key] === value);
+}
+
 describe('deployment manifests', () => {
   it('tests every overlay under k8s/overlays', () => {
     const dirs = readdirSync(OVERLAYS_DIR, { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => entry.name);
@@ -303,6 +405,18 @@ describe('deployment manifests', () => {
         const configMap = present(instancesOf(objects, ConfigMap).find((candidate) => candidate.metadata?.name === name), `ConfigMap ${name}`);
         return { ...file, configMap, text: present(configMap.data?.[file.key], `key ${file.key} of ConfigMap ${name}`) };
       };
+      /** Every CronJob, with its Job and pod specs, its one container and the job command that runs. */
+      const cronJobs = () =>
+        instancesOf(objects, CronJob).map((cronJob) => {
+          const what = nameOf(cronJob);
+          const spec = present(cronJob.spec, `${what} spec`);
+          const job = present(spec.jobTemplate.spec, `${what} jobTemplate spec`);
+          const pod = present(job.template.spec, `${what} pod spec`);
+          expect(pod.containers, `${what} containers`).to.have.lengthOf(1);
+          expect(pod.initContainers ?? [], `${what} init containers`).to.deep.equal([]);
+          const [own] = pod.containers;
+          return { what, spec, job, pod, labels: job.template.metadata?.labels, container: own, command: jobOf(own, what) };
+        });
 
       it('has only objects that pass their schema, with no unknown fields', () => {
         expect(objects).to.have.length.above(0);
@@ -316,18 +430,7 @@ describe('deployment manifests', () => {
       });
 
       it('runs the container as a non-root user on a read-only root filesystem, without privileges', () => {
-        const pod = podSpec().securityContext;
-        const own = present(container().securityContext, 'container securityContext');
-        expect(own.runAsNonRoot ?? pod?.runAsNonRoot, 'runAsNonRoot').to.equal(true);
-        expect(own.runAsUser ?? pod?.runAsUser, 'runAsUser').to.be.a('number').and.above(0);
-        expect(own.readOnlyRootFilesystem, 'readOnlyRootFilesystem').to.equal(true);
-        expect(own.allowPrivilegeEscalation, 'allowPrivilegeEscalation').to.equal(false);
-        expect(own.privileged ?? false, 'privileged').to.equal(false);
-        expect(own.capabilities?.drop, 'capabilities dropped').to.include('ALL');
-        expect(own.capabilities?.add ?? [], 'capabilities added').to.deep.equal([]);
-        expect(podSpec().automountServiceAccountToken, 'Kubernetes API token mounted').to.equal(false);
-        // Service links would put TOKENBROKER_PORT etc. into the service's configuration prefix.
-        expect(podSpec().enableServiceLinks, 'enableServiceLinks').to.equal(false);
+        expectHardened(podSpec(), container(), 'Deployment');
       });
 
       it('probes grpc.health.v1 with native gRPC probes on the port the Service targets, where the server listens', () => {
@@ -420,6 +523,88 @@ describe('deployment manifests', () => {
         }
       });
 
+      it('runs every job of src/main.ts from one CronJob: daily, hourly, or suspended as the template of manual runs', () => {
+        const jobs = cronJobs();
+        expect(jobs.map((job) => job.command).sort(), 'job commands').to.deep.equal(Object.keys(JOBS).sort());
+        for (const { what, spec, command } of jobs) {
+          const period = JOBS[command];
+          expect(spec.timeZone, `${what} timeZone`).to.equal('Etc/UTC');
+          if (period === 'on demand') {
+            expect(spec.suspend, `${what}: suspended`).to.equal(true);
+          } else {
+            expect(spec.suspend ?? false, `${what}: suspended`).to.equal(false);
+            expect(schedulePeriodSeconds(spec.schedule), `${what}: seconds between runs`).to.equal(period);
+          }
+        }
+      });
+
+      it("runs the jobs from the Deployment's image, as its service account, with exactly its environment", () => {
+        const configMaps = instancesOf(objects, ConfigMap);
+        const server = environmentOf(container(), configMaps).env;
+        for (const { what, pod, container: own } of cronJobs()) {
+          expect(own.image, `${what} image`).to.equal(container().image);
+          expect(pod.serviceAccountName, `${what} serviceAccountName`).to.equal(podSpec().serviceAccountName);
+          // The same settings, from the same ConfigMap, so a job never runs with another configuration.
+          expect(environmentOf(own, configMaps).env, `${what} environment`).to.deep.equal(server);
+          expect(own.envFrom, `${what} envFrom`).to.deep.equal(container().envFrom);
+        }
+      });
+
+      it("hardens the job pods like the server's: non-root, read-only root filesystem, no privileges, RuntimeDefault seccomp", () => {
+        for (const { what, pod, container: own } of cronJobs()) {
+          expectHardened(pod, own, what);
+          expect(own.resources?.requests, `${what} resource requests`).to.include.keys('cpu', 'memory');
+          expect(own.resources?.limits, `${what} resource limits`).to.include.keys('memory');
+        }
+      });
+
+      it('gives the jobs no port, no probe and no lifecycle hook: they serve nothing', () => {
+        for (const { what, pod, container: own } of cronJobs()) {
+          expectNoServer(own, what);
+          expect(pod.volumes ?? [], `${what} volumes`).to.deep.equal([]);
+        }
+      });
+
+      it('runs one job at a time, bounded in time and retries, ended before the next run is due, and cleans up', () => {
+        for (const { what, spec, job, pod, command } of cronJobs()) {
+          expect(spec.concurrencyPolicy, `${what} concurrencyPolicy`).to.equal('Forbid');
+          const startingDeadline = present(spec.startingDeadlineSeconds, `${what} startingDeadlineSeconds`);
+          const activeDeadline = present(job.activeDeadlineSeconds, `${what} activeDeadlineSeconds`);
+          expect(job.backoffLimit, `${what} backoffLimit`).to.be.a('number').and.at.most(3);
+          expect(job.ttlSecondsAfterFinished, `${what} ttlSecondsAfterFinished`).to.be.a('number').and.above(0);
+          expect(spec.successfulJobsHistoryLimit, `${what} successfulJobsHistoryLimit`).to.be.a('number').and.above(0);
+          expect(spec.failedJobsHistoryLimit, `${what} failedJobsHistoryLimit`).to.be.a('number').and.above(0);
+          expect(pod.restartPolicy, `${what} restartPolicy`).to.equal('Never');
+          // Exit code 2 is a configuration error: retrying cannot help.
+          const failsOnConfigError = (job.podFailurePolicy?.rules ?? []).some(
+            (rule) => rule.action === 'FailJob' && rule.onExitCodes?.operator === 'In' && rule.onExitCodes.values.includes(2),
+          );
+          expect(failsOnConfigError, `${what}: podFailurePolicy fails the Job on exit code 2`).to.equal(true);
+          const period = JOBS[command];
+          // A late start plus the longest run stays below the period, so Forbid never skips a run.
+          if (period !== 'on demand') expect(startingDeadline + activeDeadline, `${what}: starting + active deadline`).to.be.below(period);
+        }
+      });
+
+      it("keeps the job pods out of the server's selectors, and their egress open", () => {
+        const selectors = {
+          Deployment: deployment().spec?.selector.matchLabels,
+          Service: one(Service).spec?.selector,
+          PodDisruptionBudget: one(PodDisruptionBudget).spec?.selector?.matchLabels,
+        };
+        const policies = instancesOf(objects, NetworkPolicy);
+        for (const { what, labels } of cronJobs()) {
+          // The Service would send calls to a job pod; the others would count it as a server pod.
+          for (const [kind, selector] of Object.entries(selectors)) expect(selects(selector, labels), `${kind} selects ${what} pods`).to.equal(false);
+          for (const policy of policies) {
+            if (!podSelectorPicks(policy.spec?.podSelector, labels)) continue;
+            const types = policy.spec?.policyTypes ?? (policy.spec?.egress ? ['Ingress', 'Egress'] : ['Ingress']);
+            // The jobs call Firestore, Secret Manager and Google's OAuth endpoints.
+            expect(types, `${nameOf(policy)}: restricts egress of ${what} pods`).to.not.include('Egress');
+          }
+        }
+      });
+
       if (expected.mesh) {
         const selectsPods = (selector: { matchLabels?: Record<string, string> } | undefined) => selects(selector?.matchLabels, podLabels());
 
@@ -482,6 +667,10 @@ describe('deployment manifests', () => {
           expect(metadata?.annotations?.['sidecar.istio.io/rewriteAppHTTPProbers']).to.equal('true');
           const proxyConfig: unknown = parseYaml(present(metadata?.annotations?.['proxy.istio.io/config'], 'proxy.istio.io/config annotation'));
           expect(proxyConfig).to.deep.equal({ holdApplicationUntilProxyStarts: true, proxyMetadata: { EXIT_ON_ZERO_ACTIVE_CONNECTIONS: 'true' } });
+        });
+
+        it('starts the job pods without an Istio sidecar, which would keep them from ever finishing', () => {
+          for (const { what, labels } of cronJobs()) expect(labels?.['sidecar.istio.io/inject'], `${what} sidecar.istio.io/inject`).to.equal('false');
         });
       }
     });
@@ -561,6 +750,100 @@ describe('deployment manifests', () => {
     });
   });
 
+  describe('k8s/cloud-run/jobs', () => {
+    let service: KnativeService;
+    let serviceContainer: IContainer;
+    /** Each file under k8s/cloud-run/jobs with the objects it holds. */
+    let files: Array<{ file: string; objects: ManifestObject[] }> = [];
+
+    before(() => {
+      [service] = instancesOf(parseManifests(readFileSync(CLOUD_RUN_SERVICE, 'utf8'), CLOUD_RUN_SERVICE), KnativeService);
+      const containers = present(service?.spec?.template?.spec?.containers, 'service containers');
+      serviceContainer = new Container(containers[0] as IContainer);
+      files = readdirSync(CLOUD_RUN_JOBS_DIR)
+        .sort()
+        .map((file) => ({ file, objects: parseManifests(readFileSync(path.join(CLOUD_RUN_JOBS_DIR, file), 'utf8'), file) }));
+    });
+
+    /** Every job, with its task spec, its one container and the job command that runs. */
+    const jobs = () =>
+      files.map(({ file, objects }) => {
+        const [job] = cloudRunJobsOf(objects);
+        const what = `cloud-run/jobs/${file}`;
+        const execution = job.spec.template.spec;
+        const task = execution.template.spec;
+        expect(task.containers, `${what} containers`).to.have.lengthOf(1);
+        const own = new Container(task.containers[0]);
+        return { file, what, job, execution, task, container: own, command: jobOf(own, what) };
+      });
+
+    it('is one Cloud Run job per job of src/main.ts, each one object named tokenbroker-JOB in JOB.yaml, passing its shape with no unknown fields', () => {
+      for (const { file, objects } of files) {
+        expect(objects.map(nameOf), file).to.have.lengthOf(1);
+        expect(manifestProblems(objects[0]), file).to.deep.equal([]);
+      }
+      const found = jobs();
+      expect(found.map((job) => job.command).sort(), 'job commands').to.deep.equal(Object.keys(JOBS).sort());
+      for (const { file, job, command } of found) {
+        expect(file).to.equal(`${command}.yaml`);
+        expect(job.metadata.name).to.equal(`tokenbroker-${command}`);
+      }
+    });
+
+    it("runs the service's image as its service account, in its region, with exactly its environment", () => {
+      const serviceEnv = environmentOf(serviceContainer, []).env;
+      for (const { what, job, task, container: own } of jobs()) {
+        expect(own.image, `${what} image`).to.equal(serviceContainer.image);
+        expect(task.serviceAccountName, `${what} serviceAccountName`).to.equal(service.spec?.template?.spec?.serviceAccountName);
+        expect(job.metadata.labels?.['cloud.googleapis.com/location'], `${what} region`).to.equal(service.metadata?.labels?.['cloud.googleapis.com/location']);
+        // A job never runs with another configuration than the service's.
+        expect(environmentOf(own, []).env, `${what} environment`).to.deep.equal(serviceEnv);
+        expect(own.resources, `${what} resources`).to.deep.equal(serviceContainer.resources);
+      }
+    });
+
+    it('gives the jobs no port, no probe, no lifecycle hook and no volume: they serve nothing', () => {
+      for (const { what, container: own } of jobs()) {
+        expectNoServer(own, what);
+        expect(own.volumeMounts, `${what} volumeMounts`).to.equal(undefined);
+      }
+    });
+
+    it('runs one task per execution, with few retries, all attempts of a scheduled run ending before the next is due', () => {
+      const scheduled = schedulerCommands(readFileSync(path.join(K8S_DIR, 'README.md'), 'utf8'));
+      for (const { what, job, execution, task, command } of jobs()) {
+        // One task walks all grants; two would do the same work twice.
+        expect(execution.taskCount ?? 1, `${what} taskCount`).to.equal(1);
+        expect(execution.parallelism ?? 1, `${what} parallelism`).to.equal(1);
+        const timeout = present(task.timeoutSeconds, `${what} timeoutSeconds`);
+        const retries = present(task.maxRetries, `${what} maxRetries`);
+        expect(retries, `${what} maxRetries`).to.be.at.most(3);
+        const period = JOBS[command];
+        // Cloud Run starts an execution on every trigger, even while the last one runs.
+        if (period !== 'on demand') {
+          const schedule = present(scheduled.get(job.metadata.name)?.get('schedule'), `schedule of ${job.metadata.name}`);
+          expect(timeout * (retries + 1), `${what}: timeout x attempts`).to.be.below(schedulePeriodSeconds(schedule));
+        }
+      }
+    });
+
+    it('k8s/README.md schedules exactly the scheduled jobs with Cloud Scheduler, through the Cloud Run Admin API, with an OAuth token', () => {
+      const scheduled = schedulerCommands(readFileSync(path.join(K8S_DIR, 'README.md'), 'utf8'));
+      const expectedJobs = Object.entries(JOBS).filter(([, period]) => period !== 'on demand');
+      expect([...scheduled.keys()].sort(), 'Cloud Run jobs with a Cloud Scheduler command').to.deep.equal(expectedJobs.map(([command]) => `tokenbroker-${command}`).sort());
+      for (const [command, period] of expectedJobs) {
+        const name = `tokenbroker-${command}`;
+        const flags = present(scheduled.get(name), `Cloud Scheduler command for ${name}`);
+        expect(flags.get('uri'), `${name} --uri`).to.equal(`https://REGION-run.googleapis.com/apis/run.googleapis.com/v1/namespaces/PROJECT_ID/jobs/${name}:run`);
+        expect(flags.get('http-method'), `${name} --http-method`).to.equal('POST');
+        // Google APIs take OAuth access tokens; an OIDC token would be refused.
+        expect(flags.get('oauth-service-account-email'), `${name} --oauth-service-account-email`).to.match(SERVICE_ACCOUNT_EMAIL);
+        expect(flags.get('time-zone'), `${name} --time-zone`).to.equal('Etc/UTC');
+        expect(schedulePeriodSeconds(present(flags.get('schedule'), `${name} --schedule`)), `${name}: seconds between runs`).to.equal(period);
+      }
+    });
+  });
+
   describe('the unknown-field check', () => {
     const deployment: ManifestObject = {
       apiVersion: 'apps/v1',
@@ -599,6 +882,29 @@ describe('deployment manifests', () => {
       const probe = recordAt(cloudRun, ['spec', 'template', 'spec', 'containers', 0, 'livenessProbe']);
       probe.grcp = probe.grpc;
       expect(manifestProblems(cloudRun).join()).to.include('/livenessProbe/grcp');
+    });
+
+    it('reports misspelled fields in CronJobs and in Cloud Run jobs and their containers', () => {
+      const cronJob: ManifestObject = {
+        apiVersion: 'batch/v1',
+        kind: 'CronJob',
+        metadata: { name: 'example' },
+        spec: {
+          schedule: '0 * * * *',
+          concurrencyPolcy: 'Forbid',
+          jobTemplate: { spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'app', image: 'app' }] } } } },
+        },
+      };
+      expect(manifestProblems(cronJob)).to.deep.equal(['/spec/concurrencyPolcy: unknown field']);
+      const file = path.join(CLOUD_RUN_JOBS_DIR, 'keep-alive.yaml');
+      const [job] = parseManifests(readFileSync(file, 'utf8'), file);
+      expect(manifestProblems(job)).to.deep.equal([]);
+      const task = recordAt(job, ['spec', 'template', 'spec', 'template', 'spec']);
+      task.maxRetry = task.maxRetries;
+      recordAt(task, ['containers', 0]).comand = ['node'];
+      expect(manifestProblems(job)).to.deep.equal(['/spec/template/spec/template/spec/maxRetry: unknown field']);
+      delete task.maxRetry;
+      expect(manifestProblems(job).join()).to.include('/containers/0 (as a Kubernetes Container): /comand: unknown field');
     });
   });
 });

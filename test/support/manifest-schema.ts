@@ -1,16 +1,17 @@
 import { Service as KnativeService } from '@kubernetes-models/knative/serving.knative.dev/v1/Service';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
+import { CronJob } from 'kubernetes-models/batch/v1/CronJob';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
-import { Container } from 'kubernetes-models/v1/Container';
+import { Container, type IContainer } from 'kubernetes-models/v1/Container';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { authorizationPolicyShape, peerAuthenticationShape } from './istio-security';
 import { isRecord, type ManifestObject } from './kustomize';
-import { type Shape, shapeProblems } from './object-shape';
+import { arrayOf, checkedElsewhere, mapOf, objectMeta, objectOf, type Shape, shapeProblems, string } from './object-shape';
 
 /** What the schema packages' model classes have in common. */
 interface SchemaModel {
@@ -95,6 +96,94 @@ function knativeServiceProblems(object: ManifestObject): string[] {
   ];
 }
 
+/**
+ * A Cloud Run job (Cloud Run Admin API v1, as `gcloud run jobs replace`
+ * reads it), as far as the manifests under k8s/cloud-run write it. No
+ * schema package covers this kind.
+ */
+export interface CloudRunJob {
+  apiVersion: 'run.googleapis.com/v1';
+  kind: 'Job';
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec: {
+    template: {
+      metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
+      spec: {
+        /** Tasks of one execution (default 1). */
+        taskCount?: number;
+        /** Tasks of one execution that run at once. */
+        parallelism?: number;
+        template: {
+          spec: {
+            containers: IContainer[];
+            serviceAccountName?: string;
+            /** Per attempt of a task (default 600). */
+            timeoutSeconds?: number;
+            /** Attempts after the first that fail (default 3). */
+            maxRetries?: number;
+          };
+        };
+      };
+    };
+  };
+}
+
+const JOB_CONTAINERS = '/spec/template/spec/template/spec/containers';
+
+const cloudRunJobShape: Shape = objectOf(
+  {
+    apiVersion: string(['run.googleapis.com/v1']),
+    kind: string(['Job']),
+    metadata: objectMeta,
+    spec: objectOf(
+      {
+        template: objectOf(
+          {
+            metadata: objectOf({ labels: mapOf(string()), annotations: mapOf(string()) }),
+            spec: objectOf(
+              {
+                taskCount: { type: 'integer' },
+                parallelism: { type: 'integer' },
+                template: objectOf(
+                  {
+                    spec: objectOf(
+                      {
+                        // Checked against the Kubernetes Container schema below.
+                        containers: arrayOf(checkedElsewhere),
+                        serviceAccountName: string(),
+                        timeoutSeconds: { type: 'integer' },
+                        maxRetries: { type: 'integer' },
+                      },
+                      ['containers'],
+                    ),
+                  },
+                  ['spec'],
+                ),
+              },
+              ['template'],
+            ),
+          },
+          ['spec'],
+        ),
+      },
+      ['template'],
+    ),
+  },
+  ['apiVersion', 'kind', 'metadata', 'spec'],
+);
+
+/** Shape problems of a Cloud Run job, then each container's against the Kubernetes Container schema. */
+function cloudRunJobProblems(object: ManifestObject): string[] {
+  const problems = shapeProblems(object, cloudRunJobShape);
+  if (problems.length > 0) return problems;
+  const { containers } = (object as unknown as CloudRunJob).spec.template.spec.template.spec;
+  return containers.flatMap((container: unknown, i) =>
+    isRecord(container)
+      ? modelProblems(Container, { name: '(unnamed)', ...container }).map((problem) => `${JOB_CONTAINERS}/${i} (as a Kubernetes Container): ${problem}`)
+      : [`${JOB_CONTAINERS}/${i}: expected an object`],
+  );
+}
+
 function shaped(shape: Shape): (object: ManifestObject) => string[] {
   return (object) => shapeProblems(object, shape);
 }
@@ -110,10 +199,12 @@ const CHECKS: Readonly<Record<string, (object: ManifestObject) => string[]>> = {
   'v1/ConfigMap': modelled(ConfigMap),
   'v1/Service': modelled(Service),
   'apps/v1/Deployment': modelled(Deployment),
+  'batch/v1/CronJob': modelled(CronJob),
   'autoscaling/v2/HorizontalPodAutoscaler': modelled(HorizontalPodAutoscaler),
   'policy/v1/PodDisruptionBudget': modelled(PodDisruptionBudget),
   'networking.k8s.io/v1/NetworkPolicy': modelled(NetworkPolicy),
   'serving.knative.dev/v1/Service': knativeServiceProblems,
+  'run.googleapis.com/v1/Job': cloudRunJobProblems,
   'security.istio.io/v1/PeerAuthentication': shaped(peerAuthenticationShape),
   'security.istio.io/v1/AuthorizationPolicy': shaped(authorizationPolicyShape),
 };
@@ -158,6 +249,20 @@ export function istioObjectsOf<T extends { kind: string }>(objects: readonly Man
     .map((object) => {
       assertValid(object);
       return object as unknown as T;
+    });
+}
+
+/**
+ * The Cloud Run jobs among `objects`, typed, after checking each against
+ * its shape and its containers against the Container schema (throws
+ * naming the first invalid one).
+ */
+export function cloudRunJobsOf(objects: readonly ManifestObject[]): CloudRunJob[] {
+  return objects
+    .filter((object) => object.apiVersion === 'run.googleapis.com/v1' && object.kind === 'Job')
+    .map((object) => {
+      assertValid(object);
+      return object as unknown as CloudRunJob;
     });
 }
 

@@ -11,7 +11,8 @@ export type Shape =
   | { type: 'integer' }
   | { type: 'array'; items: Shape }
   | { type: 'map'; values: Shape }
-  | { type: 'object'; fields: Readonly<Record<string, Shape>>; required: readonly string[] };
+  | { type: 'object'; fields: Readonly<Record<string, Shape>>; required: readonly string[] }
+  | { type: 'checkedElsewhere' };
 
 /** A string, optionally one of `oneOf`. */
 export const string = (oneOf?: readonly string[]): Shape => (oneOf ? { type: 'string', oneOf } : { type: 'string' });
@@ -21,6 +22,12 @@ export const arrayOf = (items: Shape): Shape => ({ type: 'array', items });
 export const mapOf = (values: Shape): Shape => ({ type: 'map', values });
 /** An object with exactly these optional fields, of which `required` must be present. */
 export const objectOf = (fields: Readonly<Record<string, Shape>>, required: readonly string[] = []): Shape => ({ type: 'object', fields, required });
+
+/**
+ * Any value: for a part that another check validates, such as a container
+ * checked against the Kubernetes Container schema.
+ */
+export const checkedElsewhere: Shape = { type: 'checkedElsewhere' };
 
 /** Kubernetes object metadata as manifests write it. */
 export const objectMeta = objectOf(
@@ -48,6 +55,8 @@ export function shapeProblems(value: unknown, shape: Shape, path = ''): string[]
     case 'map':
       if (!isRecord(value)) return [`${at}: expected an object`];
       return Object.entries(value).flatMap(([key, item]) => shapeProblems(item, shape.values, `${path}/${key}`));
+    case 'checkedElsewhere':
+      return [];
     case 'object': {
       if (!isRecord(value)) return [`${at}: expected an object`];
       const missing = shape.required.filter((key) => !(key in value)).map((key) => `${path}/${key}: required`);
