@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { BrokerError } from '../domain/broker-error';
 import type { Clock } from '../domain/clock';
 import type { CallerAuthenticator, CallerCredentials } from './caller-authenticator';
@@ -36,12 +35,17 @@ const BEARER = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/;
  * Google-signed ID tokens as caller credentials (Cloud Run and any GCP
  * workload): `authorization: Bearer <ID token>` minted for the caller's
  * service account with our audience. The identity is the token's verified
- * email. A verified token is remembered by its SHA-256 until it expires, so
- * a caller reusing its token (they live an hour) costs one hash per call.
+ * email. A verified token is remembered until it expires, so a caller
+ * reusing its token (they live an hour) costs one map lookup per call.
  */
 export class BearerTokenAuthenticator implements CallerAuthenticator {
   readonly method = 'google-id-token';
-  /** SHA-256 of a token -> who it proved and until when; Map order is insertion order. */
+  /**
+   * The authorization header of a verified token -> who it proved and until
+   * when; Map order is insertion order. Keyed by the header itself: a map
+   * lookup hashes it far cheaper than SHA-256, and only verified headers
+   * are kept (the process holds each caller's token in memory either way).
+   */
   private readonly verified = new Map<string, { identity: string; expiresAt: number }>();
 
   constructor(
@@ -52,13 +56,12 @@ export class BearerTokenAuthenticator implements CallerAuthenticator {
   async authenticate(credentials: CallerCredentials): Promise<string> {
     const header = credentials.authorization;
     if (header === undefined) throw unauthenticated('the call carried no credential: send authorization: Bearer <Google ID token>');
+    const now = this.options.clock.now();
+    const known = this.verified.get(header);
+    if (known && known.expiresAt > now) return known.identity;
+    if (known) this.verified.delete(header);
     const token = header.length <= MAX_TOKEN_LENGTH ? BEARER.exec(header)?.[1] : undefined;
     if (!token) throw unauthenticated('the authorization header is not a bearer JWT');
-    const key = createHash('sha256').update(token).digest('base64');
-    const now = this.options.clock.now();
-    const known = this.verified.get(key);
-    if (known && known.expiresAt > now) return known.identity;
-    if (known) this.verified.delete(key);
 
     const claims = await this.verifier.verify(token);
     if (!claims.email || !claims.emailVerified) throw unauthenticated('the ID token has no verified email: mint it for a service account');
@@ -66,7 +69,7 @@ export class BearerTokenAuthenticator implements CallerAuthenticator {
       const oldest = this.verified.keys().next();
       if (!oldest.done) this.verified.delete(oldest.value);
     }
-    this.verified.set(key, { identity: claims.email, expiresAt: claims.expiresAt });
+    this.verified.set(header, { identity: claims.email, expiresAt: claims.expiresAt });
     return claims.email;
   }
 }

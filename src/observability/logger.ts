@@ -21,19 +21,31 @@ const SEVERITY: Record<string, string> = { trace: 'DEBUG', debug: 'DEBUG', info:
 
 /**
  * Builds the JSON logger: one object per line on `destination` (stdout by
- * default), with `severity` as Google Cloud Logging reads it. Stdout is
- * written synchronously so the last lines before an exit are not lost.
- * Successful calls log only the audit line of an issued token.
+ * default), with `severity` as Google Cloud Logging reads it.
+ *
+ * Stdout is written asynchronously: lines logged while a write is under way
+ * go out together in the next one, so the audit line every issued token
+ * writes costs a buffer append instead of a system call (synchronous writes
+ * took a quarter of the hot path's CPU under load). What is still buffered
+ * is written synchronously when the process exits, so the last lines before
+ * an exit survive.
  */
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
-  return pino(
-    {
-      level,
-      base: undefined,
-      messageKey: 'message',
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }) },
-    },
-    destination ?? pino.destination({ dest: 1, sync: true }),
-  );
+  const options = {
+    level,
+    base: undefined,
+    messageKey: 'message',
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label: string) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }) },
+  };
+  if (destination) return pino(options, destination);
+  const stdout = pino.destination({ dest: 1, sync: false });
+  process.once('exit', () => {
+    try {
+      stdout.flushSync();
+    } catch {
+      // Nothing left to write, or stdout already gone: nothing to save.
+    }
+  });
+  return pino(options, stdout);
 }
