@@ -1,0 +1,889 @@
+/**
+ * `npm run bench`: TokenBroker's GetAccessToken hot path against a bare
+ * grpc-js echo server in the same run, plus the other performance targets
+ * of the issue (naive baseline, stampede, cold start, memory, ExchangeCode
+ * overhead). See bench/README.md for how to run it and read it.
+ */
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { Firestore } from '@google-cloud/firestore';
+import { status } from '@grpc/grpc-js';
+import type { TokenBrokerClient } from '../src/client/token-broker-client';
+import { GetAccessTokenRequest, GetAccessTokenResponse } from '../src/gen/tokenbroker/v1/token_broker';
+import { LocalSecretManagerServer } from '../src/local/secret-manager-server';
+import { moduleLoadCosts, summarizeProfile } from './lib/cpu-profile';
+import { FirestoreProxy, type FirestoreCounts } from './lib/firestore-proxy';
+import { GcTrace } from './lib/gc-trace';
+import { foreignCpu, load1, machineCpu } from './lib/machine-load';
+import { findH2load, probe, runLoad, type LoadResult, type LoadShape, type LoadTarget } from './lib/h2load';
+import { ManagedChild, stopAllChildren } from './lib/processes';
+import { frame, grpcHeaders, rawUnaryOnce, unframe } from './lib/raw-grpc';
+import { renderMarkdown, renderMemory, renderSvg, type BenchResults, type CaseRow, type Diagnosis, type TargetRow } from './lib/report';
+import {
+  BenchStack,
+  CALENDAR,
+  CONTACTS,
+  DRIVE,
+  GATEWAY,
+  GET_ACCESS_TOKEN_PATH,
+  GMAIL,
+  mapLimit,
+  PHOTOS,
+  PROJECT,
+  SERVER_CLIENT_ID,
+  type BrokerOptions,
+  type BrokerProcess,
+} from './lib/stack';
+import { linearFit, median, quantile, round, unionLength } from './lib/stats';
+
+const REPO_ROOT = path.resolve(__dirname, '..');
+const OUT_DIR = path.resolve(process.env.BENCH_OUT ?? path.join(REPO_ROOT, 'bench', 'results'));
+
+/** Tunables, from the environment (see README). */
+const SETTINGS = {
+  pairs: intEnv('BENCH_PAIRS', 5),
+  /** Target length of one loaded h2load run, at echo speed. */
+  runSeconds: numEnv('BENCH_RUN_SECONDS', 2.5),
+  clients: 4,
+  streams: 32,
+  unloadedRequests: intEnv('BENCH_UNLOADED_REQUESTS', 6000),
+  seedUsers: intEnv('BENCH_SEED_USERS', 50),
+  exchangeSamples: intEnv('BENCH_EXCHANGE_SAMPLES', 60),
+  stampedeCalls: intEnv('BENCH_STAMPEDE_CALLS', 1000),
+  memoryUsers: intEnv('BENCH_MEMORY_USERS', 100_000),
+  memorySeconds: numEnv('BENCH_MEMORY_SECONDS', 60),
+  /** The whole run (build excluded) aims to end within this; the memory phase gets what is left. */
+  budgetSeconds: numEnv('BENCH_BUDGET_SECONDS', 230),
+  profile: process.env.BENCH_PROFILE ?? 'auto',
+  /** 'memory': only the memory curve (for long runs to 100,000 users). */
+  only: process.env.BENCH_ONLY ?? '',
+};
+
+const TARGETS = { throughputRatio: 0.85, p99Ratio: 1.5, unloadedP99Ms: 1, naiveRatio: 20, coldStartMs: 1000, bytesPerUser: 1024, exchangeOverheadMs: 3 };
+
+function intEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  return raw !== undefined && /^\d+$/.test(raw) && Number(raw) > 0 ? Number(raw) : fallback;
+}
+
+function numEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  return raw !== undefined && Number.isFinite(Number(raw)) && Number(raw) > 0 ? Number(raw) : fallback;
+}
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+const cleanup: Array<() => Promise<void> | void> = [];
+
+async function runCleanup(): Promise<void> {
+  for (const step of cleanup.splice(0).reverse()) {
+    try {
+      await step();
+    } catch (err: unknown) {
+      say(`cleanup step failed: ${message(err)}`);
+    }
+  }
+  await stopAllChildren();
+}
+
+function machine() {
+  let nproc = String(cpus().length);
+  let h2loadVersion = 'unknown';
+  try {
+    nproc = execFileSync('nproc', { encoding: 'utf8' }).trim();
+    h2loadVersion = execFileSync('h2load', ['--version'], { encoding: 'utf8' }).trim();
+  } catch {
+    // keep what we have
+  }
+  return { nproc, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, h2load: h2loadVersion, date: new Date().toISOString() };
+}
+
+/** Everything the phases share. */
+interface Bench {
+  stack: BenchStack;
+  h2load: string;
+  workDir: string;
+  invalidRuns: string[];
+  coldStarts: Array<{ name: string; secrets: string; ms: number }>;
+  /** Records a run that did not verify. */
+  check(run: LoadResult): LoadResult;
+  /** Starts a broker (stopped at the end in any case) and records its cold start. */
+  startBroker(name: string, options?: BrokerOptions): Promise<BrokerProcess>;
+  load(target: LoadTarget, shape: LoadShape): Promise<LoadResult>;
+}
+
+const loaded = (requests: number): LoadShape => ({ requests, clients: SETTINGS.clients, streams: SETTINGS.streams });
+
+/** The framed GetAccessTokenRequest every load run sends. */
+function requestBody(userId: string, scopes: string[]): Buffer {
+  return frame(GetAccessTokenRequest.encode({ userId, scopes, minTtl: undefined }).finish());
+}
+
+async function startServer(kind: 'echo' | 'naive', env: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: ManagedChild; port: number }> {
+  const child = ManagedChild.start({
+    name: kind,
+    command: process.execPath,
+    args: [...nodeArgs, '--require', 'tsx/cjs', path.join(REPO_ROOT, 'bench', 'servers', `${kind}-server.ts`)],
+    env: { NODE_ENV: 'production', ...env },
+    stdout: 'pipe',
+    cwd: REPO_ROOT,
+  });
+  cleanup.push(() => child.stop());
+  const line = await child.waitForLine((l) => l.includes('"listening"'), 20_000);
+  return { child, port: (JSON.parse(line) as { port: number }).port };
+}
+
+function echoEnv(response: GetAccessTokenResponse): Record<string, string> {
+  return { BENCH_ECHO_RESPONSE: JSON.stringify({ accessToken: response.accessToken, expireTimeMs: response.expireTime?.getTime() ?? 0, scopes: response.scopes }) };
+}
+
+interface Counters {
+  oauth: ReturnType<BenchStack['google']['stats']>;
+  oauthProxied: number;
+  firestore: FirestoreCounts;
+}
+
+function counters(stack: BenchStack): Counters {
+  return { oauth: stack.google.stats(), oauthProxied: stack.oauthProxy.count, firestore: stack.firestore.snapshot() };
+}
+
+function upstreamDelta(before: Counters, after: Counters) {
+  const endpoints: Array<keyof Counters['oauth']> = ['token', 'certs', 'revoke', 'tokenInfo'];
+  const byMethod = FirestoreProxy.delta(before.firestore, after.firestore);
+  return {
+    oauthRequests: endpoints.reduce((sum, key) => sum + (after.oauth[key] - before.oauth[key]), 0),
+    oauthProxied: after.oauthProxied - before.oauthProxied,
+    firestoreReads: FirestoreProxy.reads(byMethod),
+    firestoreCalls: FirestoreProxy.total(byMethod),
+    firestoreByMethod: byMethod,
+  };
+}
+
+async function main(): Promise<number> {
+  const wallStart = performance.now();
+  const h2load = findH2load();
+  if (!h2load) {
+    say('SKIPPED: h2load is not installed, so nothing was measured (this is not a failure).');
+    say('Install it: apt-get install nghttp2-client   (Debian/Ubuntu package; provides h2load)');
+    say('Then run `npm run bench` again.');
+    return 0;
+  }
+  // Nothing may leave this machine; children get a cleaned environment too (processes.ts).
+  process.env.METADATA_SERVER_DETECTION = 'none';
+  for (const name of Object.keys(process.env)) {
+    if (name.startsWith('GOOGLE_') || name.startsWith('FIRESTORE_')) delete process.env[name];
+  }
+
+  const info = machine();
+  say(`TokenBroker benchmark: ${info.nproc} cores (${info.cpuModel}), Node ${info.node}, ${info.h2load}`);
+  const workDir = mkdtempSync(path.join(tmpdir(), 'tokenbroker-bench-'));
+  cleanup.push(() => rmSync(workDir, { recursive: true, force: true }));
+  mkdirSync(OUT_DIR, { recursive: true });
+
+  const loadAtStart = load1();
+  if (loadAtStart > 1.5) say(`WARNING: load average ${loadAtStart.toFixed(2)} before the start: something else is using this machine; ratios stay comparable, absolute numbers will not be.`);
+  say('starting the Firestore emulator, the local Google and the counting proxies...');
+  const stack = await BenchStack.start(workDir, REPO_ROOT, (step) => cleanup.push(step));
+  const bench: Bench = {
+    stack,
+    h2load,
+    workDir,
+    invalidRuns: [],
+    coldStarts: [],
+    check(run) {
+      if (!run.valid) this.invalidRuns.push(`${run.target} (-c ${run.shape.clients} -m ${run.shape.streams}, ${run.requests} req): ${run.problems.join('; ')}`);
+      return run;
+    },
+    async startBroker(name, options = {}) {
+      const broker = await stack.startBroker(name, options);
+      cleanup.push(() => broker.child.stop());
+      if (!options.nodeArgs) {
+        const sm = options.env?.TOKENBROKER_OAUTH_CLIENT_SECRET?.startsWith('projects/') === true;
+        this.coldStarts.push({ name, secrets: sm ? 'Secret Manager (local)' : 'file:', ms: broker.coldStartMs });
+      }
+      return broker;
+    },
+    async load(target, shape) {
+      return this.check(await runLoad(h2load, target, shape, workDir));
+    },
+  };
+
+  if (SETTINGS.only === 'memory') return memoryOnly(bench, info, wallStart);
+
+  // --- The broker under test, its callers and its users --------------------------------------
+  const broker = await bench.startBroker('broker');
+  say(`broker serving on ${broker.address}, ${broker.coldStartMs.toFixed(0)} ms after spawn`);
+  const gatewayToken = stack.callerToken(GATEWAY);
+  const photosToken = stack.callerToken(PHOTOS);
+  const gateway = stack.clientAs(broker, gatewayToken);
+  const photos = stack.clientAs(broker, photosToken);
+  cleanup.push(() => {
+    gateway.close();
+    photos.close();
+  });
+  const seedStart = performance.now();
+  const users = await mapLimit(
+    Array.from({ length: SETTINGS.seedUsers }, () => stack.newUser()),
+    16,
+    async (user) => (await gateway.exchangeCode({ authCode: stack.mintCode(user) }, { timeoutMs: 15_000 })).userId,
+  );
+  await mapLimit(users, 16, (userId) => photos.getAccessToken({ userId, scopes: [DRIVE] }, { timeoutMs: 15_000 }));
+  say(`seeded ${users.length} users (ExchangeCode as the gateway, then one GetAccessToken each) in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
+  const hotUser = users[0] as string;
+  const body = requestBody(hotUser, [DRIVE]);
+  const authorization = `Bearer ${photosToken}`;
+  const brokerReply = await rawUnaryOnce(broker.port, GET_ACCESS_TOKEN_PATH, body, grpcHeaders(authorization));
+  const brokerMessage = unframe(brokerReply.data);
+  if (brokerReply.grpcStatus !== 0 || !brokerMessage) throw new Error(`broker probe failed: grpc-status ${brokerReply.grpcStatus} ${brokerReply.grpcMessage}`);
+  const response = GetAccessTokenResponse.decode(brokerMessage);
+  const frameBytes = brokerReply.data.length;
+  const echo = await startServer('echo', echoEnv(response));
+  const echoReply = await rawUnaryOnce(echo.port, GET_ACCESS_TOKEN_PATH, body, grpcHeaders(authorization));
+  if (!echoReply.data.equals(brokerReply.data)) throw new Error('the echo server does not answer the same bytes as the broker');
+  const target = (name: string, server: { port: number; child: ManagedChild }): LoadTarget => ({
+    name,
+    port: server.port,
+    path: GET_ACCESS_TOKEN_PATH,
+    body,
+    authorization,
+    frameBytes: [frameBytes, frameBytes],
+    server: server.child,
+  });
+  const echoTarget = target('echo', echo);
+  const brokerTarget = target('broker', broker);
+  say(`response frame ${frameBytes} B (byte-identical from broker and echo); request frame ${body.length} B + ${authorization.length} B authorization header`);
+
+  // --- 1-3: cache-hit throughput and latency vs the echo, upstream counted --------------------
+  const before = counters(stack);
+  const linesBefore = broker.child.tokenIssuedLines;
+  let brokerCalls = 0;
+  const brokerRun = (shape: LoadShape) => {
+    brokerCalls += shape.requests + 1; // + the probe
+    return bench.load(brokerTarget, shape);
+  };
+  say('warming up both servers...');
+  const echoWarm = await bench.load(echoTarget, loaded(20_000));
+  await brokerRun(loaded(20_000));
+  const cpuBefore = { machine: machineCpu(), broker: broker.child.cpuMs(), echo: echo.child.cpuMs(), bench: process.cpuUsage() };
+  const requests = Math.max(20_000, Math.round((echoWarm.rps * SETTINGS.runSeconds) / 1000) * 1000);
+  say(`main comparison: ${SETTINGS.pairs} pairs (echo, then broker) of ${requests} requests at -c ${SETTINGS.clients} -m ${SETTINGS.streams}`);
+  const pairs: Array<{ echo: LoadResult; broker: LoadResult; ratio: number; p99Ratio: number }> = [];
+  for (let i = 0; i < SETTINGS.pairs; i += 1) {
+    const e = await bench.load(echoTarget, loaded(requests));
+    const b = await brokerRun(loaded(requests));
+    pairs.push({ echo: e, broker: b, ratio: b.rps / e.rps, p99Ratio: b.p99Us / e.p99Us });
+    say(`  pair ${i + 1}: echo ${e.rps.toFixed(0)} req/s p99 ${(e.p99Us / 1000).toFixed(2)} ms | broker ${b.rps.toFixed(0)} req/s p99 ${(b.p99Us / 1000).toFixed(2)} ms | ratio ${(b.rps / e.rps).toFixed(3)}${e.valid && b.valid ? '' : ' INVALID'}`);
+  }
+  const benchCpu = process.cpuUsage(cpuBefore.bench);
+  const machineDuringPairs = foreignCpu(
+    cpuBefore.machine,
+    machineCpu(),
+    broker.child.cpuMs() - cpuBefore.broker + (echo.child.cpuMs() - cpuBefore.echo) + (benchCpu.user + benchCpu.system) / 1000,
+  );
+  say(`  machine during the pairs: ${machineDuringPairs.busyCoreS.toFixed(1)} core-s busy of ${(machineDuringPairs.wallS * Number(info.nproc)).toFixed(1)}; broker + echo + bench ${machineDuringPairs.knownCoreS.toFixed(1)}, everything else (h2load included) ${machineDuringPairs.otherCoreS.toFixed(1)}, steal ${machineDuringPairs.stealCoreS.toFixed(1)}`);
+  say('unloaded (1 connection, 1 stream)...');
+  const single: LoadShape = { requests: SETTINGS.unloadedRequests, clients: 1, streams: 1 };
+  const unloaded: Array<{ echo: LoadResult; broker: LoadResult }> = [];
+  for (let i = 0; i < 2; i += 1) unloaded.push({ echo: await bench.load(echoTarget, single), broker: await brokerRun(single) });
+  await sleep(300); // let the bench drain the broker's stdout pipe
+  const hotPath = { ...upstreamDelta(before, counters(stack)), brokerCalls, auditLines: broker.child.tokenIssuedLines - linesBefore };
+  say(`hot path: ${hotPath.brokerCalls} calls, ${hotPath.auditLines} token_issued lines, ${hotPath.firestoreCalls} Firestore RPCs (${hotPath.firestoreReads} reads), ${hotPath.oauthRequests} upstream requests`);
+
+  // --- Logging cost: stdout to /dev/null, and the audit line off -------------------------------
+  say('logging cost: the same broker with stdout to /dev/null, and with log level warn...');
+  const devnull = await bench.startBroker('broker-devnull', { stdout: 'devnull' });
+  const quiet = await bench.startBroker('broker-warn', { env: { TOKENBROKER_LOG_LEVEL: 'warn' } });
+  const variants = [
+    { key: 'pipe', target: brokerTarget },
+    { key: 'devnull', target: target('broker-devnull', devnull) },
+    { key: 'warn', target: target('broker-warn', quiet) },
+  ];
+  for (const variant of variants.slice(1)) {
+    await probe(variant.target); // first call: the token another instance shared in Firestore
+    await bench.load(variant.target, loaded(10_000));
+  }
+  const logRequests = Math.max(10_000, Math.round(requests * 0.6));
+  const logRounds: Array<Record<string, number>> = [];
+  const logRuns: Record<string, LoadResult[]> = { echo: [], pipe: [], devnull: [], warn: [] };
+  for (let round = 0; round < 3; round += 1) {
+    const e = await bench.load(echoTarget, loaded(logRequests));
+    logRuns.echo?.push(e);
+    const ratios: Record<string, number> = {};
+    for (const variant of variants) {
+      const run = variant.key === 'pipe' ? await brokerRun(loaded(logRequests)) : await bench.load(variant.target, loaded(logRequests));
+      logRuns[variant.key]?.push(run);
+      ratios[variant.key] = run.rps / e.rps;
+    }
+    logRounds.push(ratios);
+  }
+  const logRatio = (key: string) => median(logRounds.map((r) => r[key] ?? NaN));
+  const unloadedVariants: Record<string, LoadResult> = {};
+  for (const variant of variants.slice(1)) unloadedVariants[variant.key] = await bench.load(variant.target, single);
+  say(`  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}`);
+  await devnull.child.stop();
+  await quiet.child.stop();
+
+  // --- 4: the naive baseline --------------------------------------------------------------------
+  say('naive baseline (new OAuth2Client + Firestore read + decrypt per call)...');
+  const naive = await startServer('naive', {
+    BENCH_NAIVE_CONFIG: JSON.stringify({
+      emulatorHost: stack.emulator.host,
+      projectId: PROJECT,
+      collection: stack.collection,
+      keysetFile: stack.keysetFile,
+      clientId: SERVER_CLIENT_ID,
+      clientSecret: stack.clientSecret,
+      tokenUrl: stack.google.endpoints.tokenUrl,
+    }),
+  });
+  // Its token and expiry differ per call: allow the expiry's nanos to vary in encoded size.
+  const naiveTarget: LoadTarget = { ...target('naive', naive), frameBytes: [frameBytes - 6, frameBytes + 6] };
+  const naiveStats = async () => {
+    const line = naive.child.waitForLine((l) => l.includes('"stats"'), 5000);
+    naive.child.signal('SIGUSR2');
+    return JSON.parse(await line) as { ok: number; errors: number };
+  };
+  const naiveWarm = await bench.load(naiveTarget, loaded(500));
+  const naiveBefore = await naiveStats();
+  const naiveRequests = Math.max(500, Math.round((naiveWarm.rps * SETTINGS.runSeconds) / 100) * 100);
+  const naiveRun = await bench.load(naiveTarget, loaded(naiveRequests));
+  const naiveAfter = await naiveStats();
+  if (naiveAfter.errors !== naiveBefore.errors || naiveAfter.ok - naiveBefore.ok !== naiveRequests + 1) {
+    bench.invalidRuns.push(`naive: the server counted ${naiveAfter.ok - naiveBefore.ok} ok and ${naiveAfter.errors - naiveBefore.errors} errors for ${naiveRequests} requests + 1 probe`);
+  }
+  await naive.child.stop();
+  const brokerMedianRps = median(pairs.map((p) => p.broker.rps));
+  say(`  naive ${naiveRun.rps.toFixed(0)} req/s, p99 ${(naiveRun.p99Us / 1000).toFixed(1)} ms; broker/naive ${(brokerMedianRps / naiveRun.rps).toFixed(1)}x`);
+
+  // --- 8: ExchangeCode beyond waiting on Google and Firestore ----------------------------------
+  const exchange = await exchangeBreakdown(stack, broker, gateway, photos, hotUser);
+  say(`ExchangeCode p50 ${exchange.totalP50Ms.toFixed(2)} ms = waiting ${exchange.waitP50Ms.toFixed(2)} (Google ${exchange.googleP50Ms.toFixed(2)}, Firestore ${exchange.firestoreP50Ms.toFixed(2)} over ${exchange.firestoreCallsPerExchange} RPCs) + ours ${exchange.overheadP50Ms.toFixed(2)} ms (${exchange.overheadCorrectedP50Ms.toFixed(2)} ms without the proxies' hops)`);
+
+  // --- 5 and 6: stampede across 3 instances, two of them fresh ---------------------------------
+  say('stampede: 2 more instances...');
+  const peers = [await bench.startBroker('peer-1'), await bench.startBroker('peer-2')];
+  const stampedeClients: TokenBrokerClient[] = [broker, ...peers].map((b) => stack.clientAs(b, photosToken));
+  cleanup.push(() => stampedeClients.forEach((c) => c.close()));
+  const stampedeUser = (await gateway.exchangeCode({ authCode: stack.mintCode(stack.newUser()) })).userId;
+  const stampedes: BenchResults['stampedes'] = [];
+  for (const scopes of [[CALENDAR], [GMAIL, CONTACTS]]) {
+    const b = counters(stack);
+    const t0 = performance.now();
+    const outcomes = await Promise.all(
+      Array.from({ length: SETTINGS.stampedeCalls }, (_, i) =>
+        (stampedeClients[i % stampedeClients.length] as TokenBrokerClient).getAccessToken({ userId: stampedeUser, scopes }, { timeoutMs: 15_000 }).then(
+          (r) => ({ token: r.accessToken as string | undefined, error: undefined as string | undefined }),
+          (err: unknown) => ({ token: undefined, error: status[(err as { code?: number }).code ?? status.UNKNOWN] ?? 'UNKNOWN' }),
+        ),
+      ),
+    );
+    const ms = performance.now() - t0;
+    const a = counters(stack);
+    const errors: Record<string, number> = {};
+    for (const o of outcomes) if (o.error) errors[o.error] = (errors[o.error] ?? 0) + 1;
+    const row = {
+      scopes,
+      calls: outcomes.length,
+      ok: outcomes.filter((o) => o.token !== undefined).length,
+      errors,
+      distinctTokens: new Set(outcomes.map((o) => o.token).filter((t) => t !== undefined)).size,
+      refreshes: a.oauth.refreshToken - b.oauth.refreshToken,
+      firestoreCalls: FirestoreProxy.total(FirestoreProxy.delta(b.firestore, a.firestore)),
+      ms,
+    };
+    stampedes.push(row);
+    say(`  ${row.calls} calls for [${scopes.map((s) => s.split('/').pop()).join(' ')}] over 3 instances: ${row.ok} ok, ${row.distinctTokens} distinct token(s), ${row.refreshes} refresh(es) at Google, ${row.firestoreCalls} Firestore RPCs, ${ms.toFixed(0)} ms`);
+  }
+  for (const peer of peers) await peer.child.stop();
+  await broker.child.stop(); // frees the CPU for what follows
+
+  // --- 6: cold start with the local Secret Manager --------------------------------------------
+  await secretManagerColdStarts(bench);
+  say(`cold starts (spawn to health SERVING): ${bench.coldStarts.map((c) => `${c.name} ${c.ms.toFixed(0)} ms`).join(', ')}`);
+
+  // --- 7: resident memory per cached user ------------------------------------------------------
+  const elapsedS = (performance.now() - wallStart) / 1000;
+  const reserveS = SETTINGS.profile === '0' ? 5 : 30; // diagnosis and report
+  const memorySeconds = Math.max(20, Math.min(SETTINGS.memorySeconds, SETTINGS.budgetSeconds - elapsedS - reserveS));
+  const memory = await memoryCurve(bench, gatewayToken, memorySeconds);
+
+  // --- Verdicts, diagnosis, report ---------------------------------------------------------------
+  const medianRatio = median(pairs.map((p) => p.ratio));
+  const medianP99Ratio = median(pairs.map((p) => p.p99Ratio));
+  const unloadedBrokerP99Ms = Math.max(...unloaded.map((u) => u.broker.p99Us)) / 1000;
+  const naiveRatio = brokerMedianRps / naiveRun.rps;
+  const coldFile = bench.coldStarts.filter((c) => c.secrets === 'file:');
+  const coldSm = bench.coldStarts.filter((c) => c.secrets !== 'file:');
+  const coldOk = bench.coldStarts.every((c) => c.ms < TARGETS.coldStartMs);
+  const hotPathMissed = medianRatio < TARGETS.throughputRatio || medianP99Ratio > TARGETS.p99Ratio || unloadedBrokerP99Ms >= TARGETS.unloadedP99Ms;
+  let diagnosis: Diagnosis | undefined;
+  if (SETTINGS.profile === '1' || (SETTINGS.profile === 'auto' && (hotPathMissed || !coldOk))) {
+    diagnosis = await diagnose(bench, { body, authorization, frameBytes, response, requests, hotPath: SETTINGS.profile === '1' || hotPathMissed, startup: SETTINGS.profile === '1' || !coldOk });
+  }
+
+  const cases: CaseRow[] = [
+    caseRow('echo', 'bare grpc-js echo (same proto, reply, headers)', pairs.map((p) => p.echo), undefined),
+    caseRow('broker', 'TokenBroker GetAccessToken, cache hit, caller auth on, stdout pipe', pairs.map((p) => p.broker), medianRatio),
+    caseRow('broker-devnull', 'TokenBroker, stdout to /dev/null', logRuns.devnull ?? [], logRatio('devnull')),
+    caseRow('broker-warn', 'TokenBroker, log level warn (no audit line)', logRuns.warn ?? [], logRatio('warn')),
+    caseRow('naive', 'naive: OAuth2Client + Firestore read + decrypt per call', [naiveRun], naiveRun.rps / median(pairs.map((p) => p.echo.rps))),
+    caseRow('echo-unloaded', 'echo, unloaded (-c 1 -m 1)', unloaded.map((u) => u.echo), undefined),
+    caseRow('broker-unloaded', 'TokenBroker, unloaded (-c 1 -m 1)', unloaded.map((u) => u.broker), median(unloaded.map((u) => u.broker.rps / u.echo.rps))),
+    caseRow('broker-devnull-unloaded', 'TokenBroker, stdout /dev/null, unloaded', unloadedVariants.devnull ? [unloadedVariants.devnull] : [], (unloadedVariants.devnull?.rps ?? NaN) / median(unloaded.map((u) => u.echo.rps))),
+    caseRow('broker-warn-unloaded', 'TokenBroker, level warn, unloaded', unloadedVariants.warn ? [unloadedVariants.warn] : [], (unloadedVariants.warn?.rps ?? NaN) / median(unloaded.map((u) => u.echo.rps))),
+  ];
+  const targets: TargetRow[] = [
+    {
+      id: '1',
+      text: `cache-hit throughput >= ${TARGETS.throughputRatio} x echo (median of ${pairs.length} paired ratios, auth on)`,
+      measured: `${medianRatio.toFixed(3)} (pairs ${pairs.map((p) => p.ratio.toFixed(2)).join(', ')})`,
+      pass: medianRatio >= TARGETS.throughputRatio,
+      gated: true,
+    },
+    {
+      id: '2a',
+      text: `p99 at -c 4 -m 32 <= ${TARGETS.p99Ratio} x echo p99 (median of paired ratios)`,
+      measured: `${medianP99Ratio.toFixed(2)} x (broker ${(median(pairs.map((p) => p.broker.p99Us)) / 1000).toFixed(2)} ms, echo ${(median(pairs.map((p) => p.echo.p99Us)) / 1000).toFixed(2)} ms)`,
+      pass: medianP99Ratio <= TARGETS.p99Ratio,
+      gated: true,
+    },
+    {
+      id: '2b',
+      text: 'unloaded (1 connection, 1 stream) p99 < 1 ms',
+      measured: `${unloadedBrokerP99Ms.toFixed(3)} ms (worst of ${unloaded.length} runs of ${SETTINGS.unloadedRequests}; echo ${(Math.max(...unloaded.map((u) => u.echo.p99Us)) / 1000).toFixed(3)} ms)`,
+      pass: unloadedBrokerP99Ms < TARGETS.unloadedP99Ms,
+      gated: true,
+    },
+    {
+      id: '3',
+      text: 'zero Firestore reads and zero upstream calls on the cache-hit path (counted)',
+      measured: `${hotPath.brokerCalls} calls: ${hotPath.firestoreReads} Firestore reads (${hotPath.firestoreCalls} Firestore RPCs of any kind, gRPC proxy count), ${hotPath.oauthRequests} OAuth server requests (stats()), ${hotPath.oauthProxied} via its proxy; ${hotPath.auditLines} audit lines`,
+      pass: hotPath.firestoreCalls === 0 && hotPath.oauthRequests === 0 && hotPath.oauthProxied === 0 && hotPath.auditLines === hotPath.brokerCalls,
+      gated: true,
+    },
+    {
+      id: '4',
+      text: `>= ${TARGETS.naiveRatio} x the naive baseline's throughput`,
+      measured: `${naiveRatio.toFixed(1)} x (naive ${naiveRun.rps.toFixed(0)} req/s)`,
+      pass: naiveRatio >= TARGETS.naiveRatio,
+      gated: false,
+    },
+    {
+      id: '5',
+      text: `stampede: ${SETTINGS.stampedeCalls} concurrent calls, never-requested scope set, 3 instances -> 1 upstream refresh`,
+      measured: stampedes.map((s) => `${s.refreshes} refresh, ${s.ok}/${s.calls} ok, ${s.distinctTokens} token, ${s.ms.toFixed(0)} ms`).join('; '),
+      pass: stampedes.every((s) => s.refreshes === 1 && s.ok === s.calls && s.distinctTokens === 1),
+      gated: false,
+    },
+    {
+      id: '6',
+      text: 'cold start: spawn to health SERVING < 1 s (local dependencies)',
+      measured: `file: secrets median ${median(coldFile.map((c) => c.ms)).toFixed(0)} ms, max ${Math.max(...coldFile.map((c) => c.ms)).toFixed(0)} ms (${coldFile.length} starts); local Secret Manager ${coldSm.map((c) => c.ms.toFixed(0)).join(', ')} ms`,
+      pass: coldOk,
+      gated: false,
+    },
+    memoryTarget(memory),
+    {
+      id: '8',
+      text: 'ExchangeCode adds <= 3 ms at p50 beyond waiting on Google and Firestore',
+      measured:
+        `${exchange.overheadP50Ms.toFixed(2)} ms as measured, ${exchange.overheadCorrectedP50Ms.toFixed(2)} ms less the proxies' own hops (end to end ${exchange.totalP50Ms.toFixed(2)} ms, waiting ${exchange.waitP50Ms.toFixed(2)} ms); ` +
+        `broker CPU per sign-in ${exchange.brokerMainThreadCpuMsPerExchange.toFixed(1)} ms on its event loop, ${exchange.brokerCpuMsPerExchange.toFixed(1)} ms all threads`,
+      pass: exchange.overheadCorrectedP50Ms <= TARGETS.exchangeOverheadMs,
+      gated: false,
+    },
+  ];
+
+  const results: BenchResults = {
+    machine: info,
+    settings: { ...SETTINGS, requestsPerRun: requests, frameBytes, requestFrameBytes: body.length, authorizationBytes: authorization.length },
+    cases,
+    targets,
+    pairs: pairs.map((p) => ({ echoRps: p.echo.rps, brokerRps: p.broker.rps, ratio: p.ratio, echoP99Ms: p.echo.p99Us / 1000, brokerP99Ms: p.broker.p99Us / 1000, p99Ratio: p.p99Ratio })),
+    hotPath,
+    logging: { rounds: logRounds, medianVsEcho: { pipe: logRatio('pipe'), devnull: logRatio('devnull'), warn: logRatio('warn') } },
+    machineLoad: { load1AtStart: loadAtStart, load1AtEnd: load1(), duringPairs: machineDuringPairs },
+    naive: { rps: naiveRun.rps, p50Ms: naiveRun.p50Us / 1000, p99Ms: naiveRun.p99Us / 1000, requests: naiveRequests },
+    exchange,
+    stampedes,
+    coldStarts: bench.coldStarts,
+    memory,
+    diagnosis,
+    invalidRuns: bench.invalidRuns,
+    durationSeconds: round((performance.now() - wallStart) / 1000, 1),
+  };
+  const markdown = renderMarkdown(results);
+  writeFileSync(path.join(OUT_DIR, 'latest.md'), markdown);
+  writeFileSync(path.join(OUT_DIR, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(path.join(OUT_DIR, 'latest.svg'), renderSvg(results));
+  say('');
+  say(markdown);
+  say(`written: ${path.join(OUT_DIR, 'latest.md')}, latest.json, latest.svg`);
+
+  if (bench.invalidRuns.length > 0) {
+    say(`INVALID: ${bench.invalidRuns.length} run(s) did not measure what they claim:\n  ${bench.invalidRuns.join('\n  ')}`);
+    return 1;
+  }
+  const gatedMisses = targets.filter((t) => t.gated && !t.pass).map((t) => t.id);
+  if (gatedMisses.length > 0) {
+    say(`FAIL: gated target(s) ${gatedMisses.join(', ')} missed.`);
+    return 1;
+  }
+  say('PASS: gated targets 1, 2 and 3 met.');
+  return 0;
+}
+
+function caseRow(key: string, label: string, runs: LoadResult[], vsEcho: number | undefined): CaseRow {
+  return {
+    key,
+    label,
+    runs: runs.length,
+    rps: median(runs.map((r) => r.rps)),
+    p50Ms: median(runs.map((r) => r.p50Us)) / 1000,
+    p99Ms: median(runs.map((r) => r.p99Us)) / 1000,
+    vsEcho,
+    cpuUsPerCall: median(runs.map((r) => r.serverCpuUsPerCall)),
+    mainCpuUsPerCall: median(runs.map((r) => r.serverMainCpuUsPerCall)),
+  };
+}
+
+/**
+ * Sequential sign-ins on an otherwise idle broker: end-to-end latency at the
+ * client against the union of the intervals the proxies saw the broker wait
+ * on Google and Firestore within it. The proxies' own hops would count as
+ * ours; they are measured (same reads through the proxy and directly) and
+ * reported both ways.
+ */
+async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gateway: TokenBrokerClient, photos: TokenBrokerClient, hotUser: string) {
+  say(`ExchangeCode breakdown: ${SETTINGS.exchangeSamples} sequential sign-ins...`);
+  const cpu0 = { main: broker.child.mainThreadCpuMs(), all: broker.child.cpuMs() };
+  const rows: Array<{ totalMs: number; waitMs: number; googleMs: number; firestoreMs: number; firestoreCalls: number; googleCalls: number }> = [];
+  for (let i = 0; i < SETTINGS.exchangeSamples; i += 1) {
+    const code = stack.mintCode(stack.newUser());
+    const fsFrom = stack.firestore.calls.length;
+    const gFrom = stack.oauthProxy.calls.length;
+    const t0 = performance.now();
+    await gateway.exchangeCode({ authCode: code }, { timeoutMs: 15_000 });
+    const t1 = performance.now();
+    const fs = stack.firestore.calls.slice(fsFrom).filter((c) => c.startMs >= t0 && c.endMs <= t1);
+    const g = stack.oauthProxy.calls.slice(gFrom).filter((c) => c.startMs >= t0 && c.endMs <= t1);
+    const fsIntervals = fs.map((c) => [c.startMs, c.endMs] as const);
+    const gIntervals = g.map((c) => [c.startMs, c.endMs] as const);
+    rows.push({
+      totalMs: t1 - t0,
+      waitMs: unionLength([...fsIntervals, ...gIntervals]),
+      googleMs: unionLength(gIntervals),
+      firestoreMs: unionLength(fsIntervals),
+      firestoreCalls: fs.length,
+      googleCalls: g.length,
+    });
+  }
+  const cpu = { main: broker.child.mainThreadCpuMs() - cpu0.main, all: broker.child.cpuMs() - cpu0.all };
+  // What one hop through each proxy costs, measured from here: the same read both ways, alternating.
+  const [fsHost, fsPort] = stack.firestore.host.split(':');
+  const viaProxy = new Firestore({ ...stack.emulator.clientSettings(), host: fsHost, port: Number(fsPort) });
+  const direct = new Firestore(stack.emulator.clientSettings());
+  const proxied: number[] = [];
+  const straight: number[] = [];
+  const httpProxied: number[] = [];
+  const httpStraight: number[] = [];
+  const certsPath = new URL(stack.google.endpoints.pemCertsUrl).pathname;
+  for (let i = 0; i < 120; i += 1) {
+    for (const [db, out] of [[viaProxy, proxied], [direct, straight]] as const) {
+      const t0 = performance.now();
+      await db.collection(stack.collection).doc(hotUser).get();
+      if (i >= 20) out.push(performance.now() - t0);
+    }
+    for (const [base, out] of [[stack.oauthProxy.url, httpProxied], [stack.google.url, httpStraight]] as const) {
+      const t0 = performance.now();
+      await timedGet(`${base}${certsPath}`);
+      if (i >= 20) out.push(performance.now() - t0);
+    }
+  }
+  await Promise.all([viaProxy.terminate(), direct.terminate()]);
+  const rtt: number[] = [];
+  for (let i = 0; i < 200; i += 1) {
+    const t0 = performance.now();
+    await photos.getAccessToken({ userId: hotUser, scopes: [DRIVE] });
+    rtt.push(performance.now() - t0);
+  }
+  const col = (key: keyof (typeof rows)[number]) => rows.map((r) => r[key]);
+  const fsHopMs = Math.max(0, median(proxied) - median(straight));
+  const httpHopMs = Math.max(0, median(httpProxied) - median(httpStraight));
+  const firestoreCallsPerExchange = median(col('firestoreCalls'));
+  const googleCallsPerExchange = median(col('googleCalls'));
+  const overheadP50Ms = quantile(rows.map((r) => r.totalMs - r.waitMs), 0.5);
+  return {
+    samples: rows.length,
+    totalP50Ms: quantile(col('totalMs'), 0.5),
+    totalP99Ms: quantile(col('totalMs'), 0.99),
+    waitP50Ms: quantile(col('waitMs'), 0.5),
+    googleP50Ms: quantile(col('googleMs'), 0.5),
+    firestoreP50Ms: quantile(col('firestoreMs'), 0.5),
+    overheadP50Ms,
+    overheadP90Ms: quantile(rows.map((r) => r.totalMs - r.waitMs), 0.9),
+    firestoreCallsPerExchange,
+    googleCallsPerExchange,
+    firestoreProxyHopMs: fsHopMs,
+    oauthProxyHopMs: httpHopMs,
+    overheadCorrectedP50Ms: Math.max(0, overheadP50Ms - firestoreCallsPerExchange * fsHopMs - googleCallsPerExchange * httpHopMs),
+    // The broker's own CPU per sign-in: its event loop cannot answer before this much work is done.
+    brokerMainThreadCpuMsPerExchange: cpu.main / rows.length,
+    brokerCpuMsPerExchange: cpu.all / rows.length,
+    cachedGetAccessTokenRttP50Ms: quantile(rtt, 0.5),
+  };
+}
+
+function timedGet(url: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    httpGet(url, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    }).on('error', reject);
+  });
+}
+
+/** Two starts of the broker reading its secrets from the local Secret Manager instead of files. */
+async function secretManagerColdStarts(bench: Bench): Promise<void> {
+  const secretManager = await LocalSecretManagerServer.start({
+    secrets: {
+      [`projects/${PROJECT}/secrets/oauth-client`]: JSON.stringify({ installed: { client_id: SERVER_CLIENT_ID, client_secret: bench.stack.clientSecret } }),
+      [`projects/${PROJECT}/secrets/keyset`]: readFileSync(bench.stack.keysetFile, 'utf8'),
+    },
+  });
+  cleanup.push(() => secretManager.close());
+  for (let i = 0; i < 2; i += 1) {
+    const b = await bench.startBroker(`broker-sm-${i + 1}`, {
+      env: {
+        TOKENBROKER_OAUTH_CLIENT_SECRET: `projects/${PROJECT}/secrets/oauth-client/versions/latest`,
+        TOKENBROKER_ENCRYPTION_KEYSET: `projects/${PROJECT}/secrets/keyset/versions/1`,
+        TOKENBROKER_SECRET_MANAGER_ENDPOINT: `${secretManager.host}:${secretManager.port}`,
+      },
+    });
+    await b.child.stop();
+  }
+  await secretManager.close();
+}
+
+/**
+ * A fresh broker (production settings, talking to the emulator and the OAuth
+ * server directly) gets users signed in through ExchangeCode, 48 at a time,
+ * until BENCH_MEMORY_USERS or BENCH_MEMORY_SECONDS. At each checkpoint: RSS
+ * from /proc, then RSS after a full GC (the process runs with --expose-gc
+ * and a preload that only answers SIGUSR2 with gc() and process.memoryUsage()).
+ */
+async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number): Promise<BenchResults['memory']> {
+  say(`memory: a fresh broker, sign-ins through ExchangeCode up to ${SETTINGS.memoryUsers} users or ${seconds.toFixed(0)} s...`);
+  const preload = path.join(bench.workDir, 'gc-on-sigusr2.js');
+  writeFileSync(
+    preload,
+    [
+      "'use strict';",
+      "process.on('SIGUSR2', () => {",
+      '  global.gc(); global.gc();',
+      '  const m = process.memoryUsage();',
+      "  require('fs').writeSync(1, JSON.stringify({ event: 'bench_memory', rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external }) + '\\n');",
+      '});',
+      '',
+    ].join('\n'),
+  );
+  const memBroker = await bench.stack.startBroker('broker-memory', { direct: true, nodeArgs: ['--expose-gc', '--require', preload] });
+  cleanup.push(() => memBroker.child.stop());
+  const gateway = bench.stack.clientAs(memBroker, gatewayToken);
+  cleanup.push(() => gateway.close());
+  const curve: BenchResults['memory']['curve'] = [];
+  const started = performance.now();
+  const budgetEnd = started + seconds * 1000;
+  let seeded = 0;
+  let seedErrors = 0;
+  const sample = async () => {
+    await sleep(300);
+    const rawKiB = memBroker.child.rssKiB();
+    const line = memBroker.child.waitForLine((l) => l.includes('"bench_memory"'), 30_000);
+    memBroker.child.signal('SIGUSR2');
+    const m = JSON.parse(await line) as { rss: number; heapUsed: number; heapTotal: number; external: number };
+    curve.push({
+      users: seeded,
+      rssKiB: rawKiB,
+      gcRssKiB: m.rss / 1024,
+      heapUsedKiB: m.heapUsed / 1024,
+      heapTotalKiB: m.heapTotal / 1024,
+      externalKiB: m.external / 1024,
+      seconds: (performance.now() - started) / 1000,
+    });
+    say(`  ${seeded} users: RSS ${(rawKiB / 1024).toFixed(1)} MiB, after GC ${(m.rss / 1048576).toFixed(1)} MiB (heap used ${(m.heapUsed / 1048576).toFixed(1)} MiB), ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  };
+  // A few hundred sign-ins first, so the baseline already holds warmed-up code and connections.
+  const checkpoints = [300, 1000, 2500, 5000, 10_000, 20_000, 30_000, 50_000, 75_000, 100_000].filter((n) => n < SETTINGS.memoryUsers);
+  checkpoints.push(SETTINGS.memoryUsers);
+  for (const checkpoint of checkpoints) {
+    const need = checkpoint - seeded;
+    await mapLimit(Array.from({ length: need }, (_, i) => i), 48, async () => {
+      if (performance.now() > budgetEnd) return;
+      try {
+        await gateway.exchangeCode({ authCode: bench.stack.mintCode(bench.stack.newUser()) }, { timeoutMs: 30_000 });
+        seeded += 1;
+      } catch {
+        seedErrors += 1;
+      }
+    });
+    await sample();
+    if (performance.now() > budgetEnd) break;
+  }
+  const tookS = (performance.now() - started) / 1000;
+  gateway.close();
+  await memBroker.child.stop();
+  // The upper part of the curve: early growth is the heap and code warming up, not users.
+  const tail = curve.filter((p) => p.users >= Math.max(300, seeded / 4));
+  const fit = (y: (p: (typeof curve)[number]) => number) => linearFit(tail.map((p) => ({ x: p.users, y: y(p) }))).slope;
+  const result = {
+    curve,
+    seedErrors,
+    usersReached: seeded,
+    seedRatePerS: seeded / tookS,
+    fitFromUsers: tail[0]?.users ?? NaN,
+    bytesPerUserRaw: fit((p) => p.rssKiB * 1024),
+    bytesPerUserGc: fit((p) => p.gcRssKiB * 1024),
+    heapBytesPerUser: fit((p) => p.heapUsedKiB * 1024),
+  };
+  say(`  per cached user (least squares from ${result.fitFromUsers} users on): ${result.bytesPerUserRaw.toFixed(0)} B RSS, ${result.bytesPerUserGc.toFixed(0)} B RSS after full GC, ${result.heapBytesPerUser.toFixed(0)} B JS heap; ${result.seedRatePerS.toFixed(0)} sign-ins/s`);
+  return result;
+}
+
+function memoryTarget(memory: BenchResults['memory']): TargetRow {
+  const reached = memory.usersReached >= 100_000;
+  return {
+    id: '7',
+    text: 'resident memory growth per cached user <= 1 KB at 100,000 users',
+    measured:
+      `${memory.bytesPerUserRaw.toFixed(0)} B/user RSS (${memory.bytesPerUserGc.toFixed(0)} after full GC, JS heap ${memory.heapBytesPerUser.toFixed(0)}), ` +
+      `slope from ${memory.fitFromUsers} to ${memory.usersReached} users` +
+      (reached ? '' : `; 100,000 not reached in this run (${memory.seedRatePerS.toFixed(0)} sign-ins/s): BENCH_ONLY=memory measures the whole curve`),
+    pass: reached ? memory.bytesPerUserRaw <= TARGETS.bytesPerUser && memory.seedErrors === 0 : undefined,
+    gated: false,
+  };
+}
+
+/** BENCH_ONLY=memory: the memory curve alone, for a long run to 100,000 users. */
+async function memoryOnly(bench: Bench, info: ReturnType<typeof machine>, wallStart: number): Promise<number> {
+  const memory = await memoryCurve(bench, bench.stack.callerToken(GATEWAY), SETTINGS.memorySeconds);
+  const target = memoryTarget(memory);
+  const markdown = [
+    `### TokenBroker memory curve, ${info.date.slice(0, 16).replace('T', ' ')} UTC`,
+    '',
+    `Machine: \`nproc\` ${info.nproc}, ${info.cpuModel}, Node ${info.node}. Whole run ${((performance.now() - wallStart) / 1000).toFixed(0)} s.`,
+    '',
+    renderMemory(memory),
+    `Target 7: ${target.measured}: ${target.pass === undefined ? 'NOT REACHED' : target.pass ? 'PASS' : 'MISS'}`,
+    '',
+  ].join('\n');
+  writeFileSync(path.join(OUT_DIR, 'memory.md'), markdown);
+  writeFileSync(path.join(OUT_DIR, 'memory.json'), `${JSON.stringify({ machine: info, memory }, null, 2)}\n`);
+  say('');
+  say(markdown);
+  return 0;
+}
+
+/**
+ * Where a target is missed: the service under `node --cpu-prof` (and
+ * --trace-gc, for allocation per call, against the echo under the same
+ * load), loaded as in the main comparison; and a profiled start-up.
+ */
+async function diagnose(
+  bench: Bench,
+  input: { body: Buffer; authorization: string; frameBytes: number; response: GetAccessTokenResponse; requests: number; hotPath: boolean; startup: boolean },
+): Promise<Diagnosis> {
+  const diagnosis: Diagnosis = {};
+  if (input.hotPath) {
+    say('profiling the hot path (node --cpu-prof --trace-gc on the service, --trace-gc on the echo)...');
+    const dir = path.join(bench.workDir, 'cpu-profile');
+    mkdirSync(dir);
+    const profiled = await bench.startBroker('broker-profiled', { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--trace-gc'] });
+    const brokerGc = new GcTrace(profiled.child);
+    const echo = await startServer('echo', echoEnv(input.response), ['--trace-gc']);
+    const echoGc = new GcTrace(echo.child);
+    const mk = (name: string, port: number): LoadTarget => ({ name, port, path: GET_ACCESS_TOKEN_PATH, body: input.body, authorization: input.authorization, frameBytes: [input.frameBytes, input.frameBytes] });
+    const bt = mk('broker-profiled', profiled.port);
+    const et = mk('echo-traced', echo.port);
+    await probe(bt);
+    await bench.load(bt, loaded(10_000));
+    await bench.load(et, loaded(10_000));
+    const alloc: Record<string, { bytesPerCall: number; gcPauseMsPer10k: number }> = {};
+    let window = { fromMs: 0, toMs: Infinity };
+    for (const [key, t, gc] of [['broker', bt, brokerGc], ['echo', et, echoGc]] as const) {
+      const mark = gc.mark();
+      const from = performance.now() - profiled.spawnedAt;
+      await bench.load(t, loaded(input.requests));
+      if (key === 'broker') window = { fromMs: from, toMs: performance.now() - profiled.spawnedAt };
+      await sleep(200);
+      const s = gc.since(mark);
+      alloc[key] = { bytesPerCall: s.allocatedBytes / input.requests, gcPauseMsPer10k: (s.pauseMs / input.requests) * 10_000 };
+    }
+    await echo.child.stop();
+    await profiled.child.stop();
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (file) {
+      const copy = path.join(OUT_DIR, 'hot-path.cpuprofile');
+      copyFileSync(path.join(dir, file), copy);
+      // Only the samples of the measured run: start-up and warm-up left out.
+      diagnosis.hotPath = summarizeProfile(
+        copy,
+        [/^admit$/, /^authenticate$/, /^getAccessToken$/, /^answerBy$/, /^credentialsOf$/, /^LOG$/, /^writeSync$/, /^asJson$/, /^scopesFor$/, /^_channelzHandler$/, /^track$/],
+        window,
+      );
+    }
+    diagnosis.allocation = alloc;
+    say(`  allocated per call: broker ${alloc.broker?.bytesPerCall.toFixed(0)} B, echo ${alloc.echo?.bytesPerCall.toFixed(0)} B (--trace-gc)`);
+  }
+  if (input.startup) {
+    say('profiling a cold start (node --cpu-prof, stopped once SERVING)...');
+    const dir = path.join(bench.workDir, 'startup-profile');
+    mkdirSync(dir);
+    const b = await bench.startBroker('broker-startup-profiled', { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+    await b.child.stop();
+    const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+    if (file) {
+      const copy = path.join(OUT_DIR, 'startup.cpuprofile');
+      copyFileSync(path.join(dir, file), copy);
+      diagnosis.startup = { ...moduleLoadCosts(copy), spawnToServingMs: b.coldStartMs };
+    }
+  }
+  return diagnosis;
+}
+
+let finished = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (finished) return;
+    finished = true;
+    say(`\n${signal}: stopping everything the bench started...`);
+    void runCleanup().finally(() => process.exit(130));
+  });
+}
+
+main()
+  .then(
+    (code) => code,
+    (err: unknown) => {
+      say(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      return 1;
+    },
+  )
+  .then(async (code) => {
+    finished = true;
+    await runCleanup();
+    process.exit(code);
+  });
