@@ -449,7 +449,9 @@ async function main(): Promise<number> {
     {
       id: '1',
       text: `cache-hit throughput >= ${TARGETS.throughputRatio} x echo (median of ${pairs.length} paired ratios, auth on)`,
-      measured: `${medianRatio.toFixed(3)} (pairs ${pairs.map((p) => p.ratio.toFixed(2)).join(', ')})`,
+      measured:
+        `${medianRatio.toFixed(3)} (pairs ${pairs.map((p) => p.ratio.toFixed(2)).join(', ')}); ` +
+        `by server CPU per call, which a busy machine disturbs far less: ${(median(pairs.map((p) => p.echo.serverCpuUsPerCall)) / median(pairs.map((p) => p.broker.serverCpuUsPerCall))).toFixed(3)}`,
       pass: medianRatio >= TARGETS.throughputRatio,
       gated: true,
     },
