@@ -4,6 +4,7 @@ import type { Clock } from './clock';
 import type { GrantRecord } from './grant';
 import type { GrantStore } from './ports';
 import type { TokenBroker } from './token-broker';
+import { forEachUserId } from './user-pages';
 
 /** What {@link keepGrantsAlive} does and where it starts. */
 export interface KeepAliveOptions {
@@ -48,10 +49,10 @@ export async function keepGrantsAlive(
   const cutoff = clock.now() - options.unusedForMs;
   const spacingMs = 1000 / options.refreshesPerSecond;
   let nextSlot = performance.now();
-  let after = options.startAfter;
-  for (;;) {
-    const page = await store.listUserIds(after, options.pageSize);
-    for (const userId of page) {
+  await forEachUserId(
+    store,
+    options,
+    async (userId) => {
       report.scanned += 1;
       report.lastUserId = userId;
       let grant: GrantRecord | undefined;
@@ -60,9 +61,9 @@ export async function keepGrantsAlive(
       } catch (err: unknown) {
         report.failed += 1;
         logger.warn({ event: 'keep_alive_failed', userId, code: isBrokerError(err) ? err.code : 'unknown' }, 'a grant could not be read');
-        continue;
+        return;
       }
-      if (!grant || grant.status !== 'ACTIVE' || lastUse(grant) > cutoff) continue;
+      if (!grant || grant.status !== 'ACTIVE' || lastUse(grant) > cutoff) return;
       report.due += 1;
       const wait = nextSlot - performance.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -75,11 +76,10 @@ export async function keepGrantsAlive(
         else report.failed += 1;
         logger.warn({ event: 'keep_alive_refresh_failed', userId, code: isBrokerError(err) ? err.code : 'unknown' }, 'a due grant was not refreshed');
       }
-    }
-    logger.info({ event: 'keep_alive_progress', ...report }, 'keeping grants alive');
-    if (page.length < options.pageSize) return report;
-    after = page[page.length - 1];
-  }
+    },
+    () => logger.info({ event: 'keep_alive_progress', ...report }, 'keeping grants alive'),
+  );
+  return report;
 }
 
 /** The last time the grant was used at Google: its last refresh, else its latest sign-in, else its creation. */

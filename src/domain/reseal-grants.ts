@@ -3,6 +3,7 @@ import type { Logger } from '../observability/logger';
 import { isBrokerError } from './broker-error';
 import { REFRESH_TOKEN_FIELD } from './grant';
 import type { GrantStore } from './ports';
+import { forEachUserId } from './user-pages';
 
 /** Where {@link resealGrants} starts and how much it reads at once. */
 export interface ResealOptions {
@@ -38,10 +39,10 @@ export interface ResealReport {
  */
 export async function resealGrants(store: GrantStore, sealer: Sealer, logger: Logger, options: ResealOptions): Promise<ResealReport> {
   const report: ResealReport = { scanned: 0, resealed: 0, current: 0, unreadable: 0, failed: 0 };
-  let after = options.startAfter;
-  for (;;) {
-    const page = await store.listUserIds(after, options.pageSize);
-    for (const userId of page) {
+  await forEachUserId(
+    store,
+    options,
+    async (userId) => {
       report.scanned += 1;
       report.lastUserId = userId;
       const context = Sealer.context(userId, REFRESH_TOKEN_FIELD);
@@ -64,9 +65,8 @@ export async function resealGrants(store: GrantStore, sealer: Sealer, logger: Lo
           logger.warn({ event: 'reseal_failed', userId, code: isBrokerError(err) ? err.code : 'unknown' }, 'a grant could not be resealed');
         }
       }
-    }
-    logger.info({ event: 'reseal_progress', ...report }, 'resealing grants');
-    if (page.length < options.pageSize) return report;
-    after = page[page.length - 1];
-  }
+    },
+    () => logger.info({ event: 'reseal_progress', ...report }, 'resealing grants'),
+  );
+  return report;
 }

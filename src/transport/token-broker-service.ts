@@ -138,7 +138,10 @@ function credentialsOf(call: ServerUnaryCall<unknown, unknown>): CallerCredentia
     authorization: typeof authorization === 'string' ? authorization : undefined,
     // Several headers are as suspect as several hops: only a single one counts.
     forwardedClientCert: forwarded.length === 1 && typeof forwarded[0] === 'string' ? forwarded[0] : undefined,
-    peerSubjectAltName: call.getAuthContext().sslPeerCertificate?.subjectaltname,
+    // Read on demand: only the mutual-TLS authenticator needs it, and the hot path should not pay for it.
+    get peerSubjectAltName() {
+      return call.getAuthContext().sslPeerCertificate?.subjectaltname;
+    },
   };
 }
 
