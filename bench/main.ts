@@ -302,14 +302,17 @@ async function main(): Promise<number> {
   const hotPath = { ...upstreamDelta(before, counters(stack)), brokerCalls, auditLines: broker.child.tokenIssuedLines - linesBefore };
   say(`hot path: ${hotPath.brokerCalls} calls, ${hotPath.auditLines} token_issued lines, ${hotPath.firestoreCalls} Firestore RPCs (${hotPath.firestoreReads} reads), ${hotPath.oauthRequests} upstream requests`);
 
-  // --- Logging cost: stdout to /dev/null, and the audit line off -------------------------------
-  say('logging cost: the same broker with stdout to /dev/null, and with log level warn...');
+  // --- Logging and authentication cost: stdout to /dev/null, the audit line off, auth off -------
+  say('logging and authentication cost: the same broker with stdout to /dev/null, with log level warn, and with caller auth off...');
   const devnull = await bench.startBroker('broker-devnull', { stdout: 'devnull' });
   const quiet = await bench.startBroker('broker-warn', { env: { TOKENBROKER_LOG_LEVEL: 'warn' } });
+  // Same requests (the authorization header is sent and ignored), same audit line.
+  const open = await bench.startBroker('broker-noauth', { env: { TOKENBROKER_CALLER_AUTH: 'insecure-none' } });
   const variants = [
     { key: 'pipe', target: brokerTarget },
     { key: 'devnull', target: target('broker-devnull', devnull) },
     { key: 'warn', target: target('broker-warn', quiet) },
+    { key: 'noauth', target: target('broker-noauth', open) },
   ];
   for (const variant of variants.slice(1)) {
     await probe(variant.target); // first call: the token another instance shared in Firestore
@@ -317,7 +320,7 @@ async function main(): Promise<number> {
   }
   const logRequests = Math.max(10_000, Math.round(requests * 0.6));
   const logRounds: Array<Record<string, number>> = [];
-  const logRuns: Record<string, LoadResult[]> = { echo: [], pipe: [], devnull: [], warn: [] };
+  const logRuns: Record<string, LoadResult[]> = { echo: [], pipe: [], devnull: [], warn: [], noauth: [] };
   for (let round = 0; round < 3; round += 1) {
     const e = await bench.load(echoTarget, loaded(logRequests));
     logRuns.echo?.push(e);
@@ -332,9 +335,11 @@ async function main(): Promise<number> {
   const logRatio = (key: string) => median(logRounds.map((r) => r[key] ?? NaN));
   const unloadedVariants: Record<string, LoadResult> = {};
   for (const variant of variants.slice(1)) unloadedVariants[variant.key] = await bench.load(variant.target, single);
-  say(`  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}`);
+  const authCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.noauth ?? NaN)));
+  say(`  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}, auth off ${logRatio('noauth').toFixed(3)}; auth on / auth off ${authCost.toFixed(3)}`);
   await devnull.child.stop();
   await quiet.child.stop();
+  await open.child.stop();
 
   // --- 4: the naive baseline --------------------------------------------------------------------
   say('naive baseline (new OAuth2Client + Firestore read + decrypt per call)...');
@@ -439,6 +444,7 @@ async function main(): Promise<number> {
     caseRow('broker', 'TokenBroker GetAccessToken, cache hit, caller auth on, stdout pipe', pairs.map((p) => p.broker), medianRatio),
     caseRow('broker-devnull', 'TokenBroker, stdout to /dev/null', logRuns.devnull ?? [], logRatio('devnull')),
     caseRow('broker-warn', 'TokenBroker, log level warn (no audit line)', logRuns.warn ?? [], logRatio('warn')),
+    caseRow('broker-noauth', 'TokenBroker, caller auth off (insecure-none), same requests', logRuns.noauth ?? [], logRatio('noauth')),
     caseRow('naive', 'naive: OAuth2Client + Firestore read + decrypt per call', [naiveRun], naiveRun.rps / median(pairs.map((p) => p.echo.rps))),
     caseRow('echo-unloaded', 'echo, unloaded (-c 1 -m 1)', unloaded.map((u) => u.echo), undefined),
     caseRow('broker-unloaded', 'TokenBroker, unloaded (-c 1 -m 1)', unloaded.map((u) => u.broker), median(unloaded.map((u) => u.broker.rps / u.echo.rps))),
@@ -516,7 +522,7 @@ async function main(): Promise<number> {
     targets,
     pairs: pairs.map((p) => ({ echoRps: p.echo.rps, brokerRps: p.broker.rps, ratio: p.ratio, echoP99Ms: p.echo.p99Us / 1000, brokerP99Ms: p.broker.p99Us / 1000, p99Ratio: p.p99Ratio })),
     hotPath,
-    logging: { rounds: logRounds, medianVsEcho: { pipe: logRatio('pipe'), devnull: logRatio('devnull'), warn: logRatio('warn') } },
+    logging: { rounds: logRounds, medianVsEcho: { pipe: logRatio('pipe'), devnull: logRatio('devnull'), warn: logRatio('warn'), noauth: logRatio('noauth') }, authOnVsOff: authCost },
     machineLoad: { load1AtStart: loadAtStart, load1AtEnd: load1(), duringPairs: machineDuringPairs },
     naive: { rps: naiveRun.rps, p50Ms: naiveRun.p50Us / 1000, p99Ms: naiveRun.p99Us / 1000, requests: naiveRequests },
     exchange,
@@ -843,7 +849,7 @@ async function diagnose(
       // Only the samples of the measured run: start-up and warm-up left out.
       diagnosis.hotPath = summarizeProfile(
         copy,
-        [/^admit$/, /^authenticate$/, /^getAccessToken$/, /^answerBy$/, /^credentialsOf$/, /^LOG$/, /^writeSync$/, /^asJson$/, /^scopesFor$/, /^_channelzHandler$/, /^track$/],
+        [/^admit$/, /^admitNow$/, /^cachedAccessToken$/, /^authenticate$/, /^getAccessToken$/, /^answerBy$/, /^credentialsOf$/, /^LOG$/, /^writeSync$/, /^asJson$/, /^scopesFor$/, /^_channelzHandler$/, /^track$/],
         window,
       );
     }

@@ -1,15 +1,20 @@
 import { Firestore, type Settings } from '@google-cloud/firestore';
 import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { credentials, ServerCredentials } from '@grpc/grpc-js';
+import type { Tracer } from '@opentelemetry/api';
 import { OAuth2Client } from 'google-auth-library';
 import { readFile } from 'node:fs/promises';
 import { FirestoreExchangeLedger } from './adapters/firestore/firestore-exchange-ledger';
 import { FirestoreGrantStore } from './adapters/firestore/firestore-grant-store';
 import { FirestoreRevocationLedger } from './adapters/firestore/firestore-revocation-ledger';
+import { FirestoreSecurityEventLedger } from './adapters/firestore/firestore-security-event-ledger';
 import { FirestoreSharedTokenStore } from './adapters/firestore/firestore-shared-token-store';
 import { GoogleCallerTokenVerifier } from './adapters/google/google-caller-token-verifier';
 import { GoogleCerts } from './adapters/google/google-certs';
 import { GoogleOAuthClient } from './adapters/google/google-oauth-client';
+import { RiscReceiver } from './adapters/risc/risc-receiver';
+import { RiscSigningKeys } from './adapters/risc/risc-signing-keys';
+import { SecurityEventTokenVerifier } from './adapters/risc/security-event-token-verifier';
 import { parseOAuthClientJson } from './adapters/secrets/oauth-client-secret';
 import { SecretManagerSource } from './adapters/secrets/secret-manager-source';
 import { EnforcedAccess, InsecureOpenAccess, type CallerAccess } from './auth/caller-access';
@@ -24,9 +29,14 @@ import { systemClock, type Clock } from './domain/clock';
 import { keepGrantsAlive, type KeepAliveOptions, type KeepAliveReport } from './domain/keep-alive';
 import { resealGrants, type ResealOptions, type ResealReport } from './domain/reseal-grants';
 import { retryRevocations, type RetryRevocationsReport } from './domain/retry-revocations';
+import { SecurityEventProcessor } from './domain/security-events';
 import { TokenBroker } from './domain/token-broker';
 import { describeError } from './observability/describe-error';
 import { createLogger, type Logger } from './observability/logger';
+import { NO_METRICS, type Metrics } from './observability/metrics';
+import { MetricsServer } from './observability/metrics-server';
+import { PrometheusMetrics } from './observability/prometheus-metrics';
+import { startTracing } from './observability/tracing';
 import { createGrpcServer, healthOnlyServer, listen, SERVICE_NAME, shutdown } from './transport/grpc-server';
 import { mutualTls, parseTlsMaterial } from './transport/tls';
 
@@ -43,6 +53,10 @@ export interface RunningApp {
   port: number;
   /** The bound health-only port, when TOKENBROKER_HEALTH_PORT is set. */
   healthPort?: number;
+  /** The bound Cross-Account Protection receiver port, when TOKENBROKER_RISC_PORT is set. */
+  riscPort?: number;
+  /** The bound Prometheus metrics port, when TOKENBROKER_METRICS_PORT is set. */
+  metricsPort?: number;
   broker: TokenBroker;
   logger: Logger;
   /** Stops gracefully: health NOT_SERVING, drain in-flight calls up to the grace period (then cut them with UNAVAILABLE), close clients. */
@@ -61,24 +75,35 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   const policy = await readPolicy(config);
   const { oauthClient, keyset, tls } = await readSecrets(config);
   const firestore = new Firestore(firestoreSettings(config));
-  const { broker, revocations } = buildBroker(config, firestore, oauthClient, new Sealer(keyset), clock, logger);
+  // Metrics are recorded only when something serves them.
+  const prometheus = config.metricsPort === undefined ? undefined : new PrometheusMetrics();
+  const metrics = prometheus ?? NO_METRICS;
+  const tracing = startTracing(config.tracing);
+  const { broker, revocations, store } = buildBroker(config, firestore, oauthClient, new Sealer(keyset), clock, logger, metrics, tracing.tracer);
 
-  const access = callerAccess(config, policy, clock);
+  const access = callerAccess(config, policy, clock, metrics);
   if (config.callers.mode === 'insecure-none') {
     logger.warn({ event: 'insecure_caller_auth' }, 'TOKENBROKER_CALLER_AUTH=insecure-none: ANY CALLER CAN GET ANY USER\'S TOKENS. Local development only.');
   }
-  const grpc = createGrpcServer(broker, { logger, callTimeoutMs: config.callTimeoutMs, access });
+  const grpc = createGrpcServer(broker, { logger, callTimeoutMs: config.callTimeoutMs, access, metrics, tracer: tracing.tracer, projectId: config.projectId });
   const { server, health } = grpc;
   let port: number;
   let healthPort: number | undefined;
+  let risc: RiscReceiver | undefined;
+  let metricsServer: MetricsServer | undefined;
   const healthServer = config.healthPort === undefined ? undefined : healthOnlyServer(health);
   try {
     port = await listen(server, config.host, config.port, tls ? mutualTls(tls) : ServerCredentials.createInsecure());
     // Kubelet's gRPC probes speak plaintext only: with mtls they need a port of their own.
     if (healthServer) healthPort = await listen(healthServer, config.host, config.healthPort ?? 0, ServerCredentials.createInsecure());
+    if (config.risc.port !== undefined) risc = await startRiscReceiver(config, firestore, store, broker, oauthClient.clientId, clock, logger);
+    if (prometheus) metricsServer = await MetricsServer.start(prometheus, config.host, config.metricsPort ?? 0, logger);
   } catch (err: unknown) {
     server.forceShutdown();
     healthServer?.forceShutdown();
+    await risc?.close();
+    await metricsServer?.close();
+    await tracing.shutdown().catch(() => undefined);
     await firestore.terminate();
     throw err;
   }
@@ -89,21 +114,56 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   );
   health.setStatus('', 'SERVING');
   health.setStatus(SERVICE_NAME, 'SERVING');
-  logger.info({ event: 'started', port, healthPort, callerAuth: config.callers.mode, project: config.projectId }, 'TokenBroker serving');
+  const riscPort = risc?.port;
+  const metricsPort = metricsServer?.port;
+  logger.info({ event: 'started', port, healthPort, riscPort, metricsPort, tracing: config.tracing.exporter, callerAuth: config.callers.mode, project: config.projectId }, 'TokenBroker serving');
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       const started = Date.now();
       const cut = await shutdown(grpc, config.shutdownGraceMs);
+      await risc?.close();
       unwatch();
       healthServer?.forceShutdown();
+      await metricsServer?.close();
+      // Exports the spans still buffered, within bounds: a collector that is down must not hold up the exit.
+      await closeWithin(tracing.shutdown(), 5000);
       await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
       logger.info({ event: 'stopped', drainMs: Date.now() - started, callsCut: cut }, 'TokenBroker stopped');
     })();
     return stopping;
   };
-  return { port, healthPort, broker, logger, stop };
+  return { port, healthPort, riscPort, metricsPort, broker, logger, stop };
+}
+
+/**
+ * The Cross-Account Protection receiver on its own port: Google's Security
+ * Event Tokens for our server client or app clients, verified against the
+ * RISC key set, de-duplicated in Firestore and applied to stored grants.
+ */
+async function startRiscReceiver(
+  config: Config,
+  firestore: Firestore,
+  store: FirestoreGrantStore,
+  broker: TokenBroker,
+  serverClientId: string,
+  clock: Clock,
+  logger: Logger,
+): Promise<RiscReceiver> {
+  const keys = new RiscSigningKeys({
+    url: config.risc.jwksUrl,
+    timeoutMs: config.google.timeoutMs,
+    defaultMaxAgeMs: 5 * 60_000,
+    maxMaxAgeMs: 24 * 3600_000,
+    minRefetchIntervalMs: 30_000,
+    clock,
+  });
+  const audiences = [serverClientId, ...config.allowedAppClientIds];
+  const verifier = new SecurityEventTokenVerifier(keys, { issuer: config.risc.issuer, audiences, maxFutureSkewMs: 5 * 60_000, clock });
+  const ledger = new FirestoreSecurityEventLedger(firestore, `${config.firestore.collection}_security_events`, clock, config.firestore.timeoutMs);
+  const processor = new SecurityEventProcessor({ grants: store, ledger, tokens: broker, clock, logger }, config.risc.issuer);
+  return RiscReceiver.start(config.host, config.risc.port ?? 0, { verifier, processor, logger }, { maxBodyBytes: 64 * 1024, requestTimeoutMs: 10_000 });
 }
 
 /** The domain and its adapters over one Firestore client. */
@@ -114,19 +174,22 @@ function buildBroker(
   sealer: Sealer,
   clock: Clock,
   logger: Logger,
+  metrics: Metrics = NO_METRICS,
+  tracer?: Tracer,
 ) {
-  const store = new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs);
-  const revocations = revocationLedger(firestore, config, clock);
+  const store = new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs, metrics);
+  const revocations = revocationLedger(firestore, config, clock, metrics);
   const broker = new TokenBroker(
     {
       store,
-      shared: new FirestoreSharedTokenStore(firestore, `${config.firestore.collection}_access_tokens`, config.firestore.timeoutMs),
-      exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs),
+      shared: new FirestoreSharedTokenStore(firestore, `${config.firestore.collection}_access_tokens`, config.firestore.timeoutMs, metrics),
+      exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs, metrics),
       revocations,
-      oauth: googleOAuthClient(config, oauthClient, clock, logger),
+      oauth: googleOAuthClient(config, oauthClient, clock, logger, metrics, tracer),
       sealer,
       clock,
       logger,
+      metrics,
     },
     { allowedAppClientIds: config.allowedAppClientIds, callTimeoutMs: config.callTimeoutMs, ...config.tokens },
   );
@@ -151,7 +214,14 @@ export async function runKeepAlive(config: Config, options: KeepAliveOptions, ov
 }
 
 /** Google's OAuth endpoints as the service's own client. */
-function googleOAuthClient(config: Config, oauthClient: { clientId: string; clientSecret: string }, clock: Clock, logger: Logger): GoogleOAuthClient {
+function googleOAuthClient(
+  config: Config,
+  oauthClient: { clientId: string; clientSecret: string },
+  clock: Clock,
+  logger: Logger,
+  metrics: Metrics = NO_METRICS,
+  tracer?: Tracer,
+): GoogleOAuthClient {
   return new GoogleOAuthClient({
     clientId: oauthClient.clientId,
     clientSecret: oauthClient.clientSecret,
@@ -163,11 +233,13 @@ function googleOAuthClient(config: Config, oauthClient: { clientId: string; clie
     breakerOpenMs: config.google.breakerOpenMs,
     clock,
     logger,
+    metrics,
+    tracer,
   });
 }
 
-function revocationLedger(firestore: Firestore, config: Config, clock: Clock): FirestoreRevocationLedger {
-  return new FirestoreRevocationLedger(firestore, `${config.firestore.collection}_revocations`, clock, config.firestore.timeoutMs);
+function revocationLedger(firestore: Firestore, config: Config, clock: Clock, metrics: Metrics = NO_METRICS): FirestoreRevocationLedger {
+  return new FirestoreRevocationLedger(firestore, `${config.firestore.collection}_revocations`, clock, config.firestore.timeoutMs, metrics);
 }
 
 /**
@@ -225,7 +297,7 @@ async function readPolicy(config: Config): Promise<CallerPolicy | undefined> {
 }
 
 /** The gate of every RPC: the caller's identity (Google ID token or client certificate), then the policy. */
-function callerAccess(config: Config, policy: CallerPolicy | undefined, clock: Clock): CallerAccess {
+function callerAccess(config: Config, policy: CallerPolicy | undefined, clock: Clock, metrics: Metrics): CallerAccess {
   if (config.callers.mode === 'insecure-none' || !policy) return new InsecureOpenAccess();
   if (config.callers.mode === 'mtls') return new EnforcedAccess(new CertificateAuthenticator(), policy);
   if (config.callers.mode === 'mesh-xfcc') return new EnforcedAccess(new MeshAuthenticator(), policy);
@@ -236,6 +308,7 @@ function callerAccess(config: Config, policy: CallerPolicy | undefined, clock: C
     defaultMaxAgeMs: 5 * 60_000,
     minRefetchIntervalMs: 30_000,
     clock,
+    metrics,
   });
   const verifier = new GoogleCallerTokenVerifier(client, certs, config.callers.audience, config.google.issuers);
   return new EnforcedAccess(new BearerTokenAuthenticator(verifier, { maxCached: 10_000, clock }), policy);

@@ -1,15 +1,23 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { mutualTlsCredentials } from '../src/client/caller-credentials';
+import { TokenBrokerClient } from '../src/client/token-broker-client';
+import { connectionFor } from '../src/cli/connection';
 import { issuedSecrets, leakedSecrets } from './support/log-capture';
 import { SIGN_IN_SCOPES, TestStack } from './support/stack';
+import { TestPki } from './support/test-pki';
 
 const ROOT = path.resolve(__dirname, '..');
 const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
 const DRIVE = 'https://www.googleapis.com/auth/drive.readonly';
+const OPS = 'ops@tb-test.iam.gserviceaccount.com';
+const READER = 'reader@tb-test.iam.gserviceaccount.com';
+const OPS_SPIFFE = 'spiffe://cluster.local/ns/ops/sa/ops';
 
 /** What one run of the CLI did. */
 interface CliRun {
@@ -225,6 +233,57 @@ describe('CLI (tokenbroker)', function () {
     });
   });
 
+  describe('status and revoke', () => {
+    it('status prints the grant state, scopes and times, never a token', async () => {
+      const run = await cli(['status', '--user', userId, '--address', address]);
+      expectExit(run, 0);
+      expect(run.stdout).to.match(/^state\s+ACTIVE$/m);
+      expect(run.stdout).to.match(/^scopes\s+email /m);
+      expect(run.stdout).to.match(/^created\s+\d{4}-\d\d-\d\dT\S+Z$/m);
+      expect(run.stdout).to.match(/^signed_in\s+\d{4}-\d\d-\d\dT\S+Z$/m);
+      expect(run.stdout).to.not.match(/ya29\.|1\/\//);
+
+      const asJson = json(await cli(['status', '--json', '--user', userId, '--address', address]));
+      expect(asJson).to.include({ state: 'ACTIVE', dead_reason: '' });
+      expect(asJson.scopes).to.deep.equal([...SIGN_IN_SCOPES].sort());
+      expect(asJson).to.have.all.keys('state', 'dead_reason', 'scopes', 'create_time', 'sign_in_time', 'last_refresh_time');
+    });
+
+    it('revoke revokes at Google and deletes the grant; a second revoke finds nothing', async () => {
+      const user = stack.newUser();
+      await stack.signIn(user);
+      stack.google.resetStats();
+      const first = await cli(['revoke', '--json', '--user', user.sub, '--address', address]);
+      expectExit(first, 0);
+      expect(json(first)).to.deep.equal({ was_stored: true, google_revocation: 'DONE' });
+      expect(stack.google.stats().revoke).to.equal(1);
+      expect(await stack.rawDocument(user.sub)).to.equal(undefined);
+
+      const status = await cli(['status', '--user', user.sub, '--address', address]);
+      expectExit(status, 1);
+      expect(status.stderr.trim()).to.equal('NOT_FOUND USER_NOT_FOUND: no grant is stored for this user');
+
+      const again = await cli(['revoke', '--user', user.sub, '--address', address]);
+      expectExit(again, 0);
+      expect(again.stdout).to.match(/^was_stored\s+false$/m).and.match(/^google_revocation\s+NOT_NEEDED /m);
+      expect(stack.google.stats().revoke).to.equal(1);
+    });
+
+    it('revoke reports PENDING (exit 0) when Google cannot be reached; the grant is gone anyway', async () => {
+      const user = stack.newUser();
+      await stack.signIn(user);
+      stack.google.injectFault({ endpoint: 'revoke', kind: 'status', status: 503, times: 10 });
+      try {
+        const run = await cli(['revoke', '--user', user.sub, '--address', address]);
+        expectExit(run, 0);
+        expect(run.stdout).to.match(/^google_revocation\s+PENDING \(.*retry-revocations.*\)$/m);
+        expect(await stack.rawDocument(user.sub)).to.equal(undefined);
+      } finally {
+        stack.google.clearFaults();
+      }
+    });
+  });
+
   describe('health', () => {
     it('exits 0 when SERVING, for the server and for the service', async () => {
       const [server, service] = await Promise.all([
@@ -314,6 +373,23 @@ describe('CLI (tokenbroker)', function () {
       ]);
     });
 
+    it('exits 2 for status/revoke without --user and for incomplete or conflicting credential options', async () => {
+      const cases = [
+        ['status'],
+        ['revoke', '--user', '1', '--scope', 'openid'],
+        ['status', '--user', '1', '--tls-cert', 'c.pem'],
+        ['status', '--user', '1', '--id-token-audience', 'https://x', '--id-token-file', 'f'],
+      ];
+      const results = await Promise.all(cases.map((args) => cli(args)));
+      for (const run of results) expectExit(run, 2);
+      expect(results.map((r) => r.stderr.split('\n')[0])).to.deep.equal([
+        'tokenbroker: status needs --user',
+        'tokenbroker: revoke does not take --scope',
+        'tokenbroker: --tls-cert and --tls-key go together',
+        'tokenbroker: give --id-token-audience or --id-token-file, not both',
+      ]);
+    });
+
     it('reports usage errors as JSON on stdout with --json', async () => {
       const run = await cli(['token', '--json']);
       expectExit(run, 2);
@@ -346,6 +422,171 @@ describe('CLI (tokenbroker)', function () {
       } finally {
         await silent.close();
       }
+    });
+  });
+
+  describe('caller credentials: Google ID tokens', () => {
+    const POLICY = `
+callers:
+  ${OPS}:
+    rpcs: [ExchangeCode, GetGrantStatus, RevokeUser]
+  ${READER}:
+    rpcs: [GetProfile]
+`;
+    let secured: TestStack;
+    let securedAddress: string;
+    let files: string;
+    let user: string;
+
+    before(async () => {
+      secured = await TestStack.start({ policy: POLICY });
+      securedAddress = `127.0.0.1:${secured.app.port}`;
+      files = mkdtempSync(path.join(tmpdir(), 'tokenbroker-cli-creds-'));
+      const ops = secured.clientAs(OPS);
+      try {
+        user = (await ops.exchangeCode({ authCode: secured.mintCode(secured.newUser()) })).userId;
+      } finally {
+        ops.close();
+      }
+    });
+    after(async () => {
+      await secured?.close();
+      rmSync(files, { recursive: true, force: true });
+    });
+
+    function tokenFile(email: string): string {
+      const file = path.join(files, `${email.split('@')[0]}.jwt`);
+      writeFileSync(file, `${secured.callerToken(email)}\n`, { mode: 0o600 });
+      return file;
+    }
+
+    it('sends the token from --id-token-file or $TOKENBROKER_ID_TOKEN; the policy decides, health needs none', async () => {
+      const opsFile = tokenFile(OPS);
+      const [fromFile, fromEnv, none, health] = await Promise.all([
+        cli(['status', '--json', '--user', user, '--id-token-file', opsFile, '--address', securedAddress]),
+        cli(['status', '--json', '--user', user, '--address', securedAddress], { TOKENBROKER_ID_TOKEN: secured.callerToken(OPS) }),
+        cli(['status', '--json', '--user', user, '--address', securedAddress]),
+        cli(['health', '--address', securedAddress]),
+      ]);
+      expectExit(fromFile, 0);
+      expect(json(fromFile)).to.include({ state: 'ACTIVE' });
+      expectExit(fromEnv, 0);
+      expectExit(none, 1);
+      expect(json(none)).to.have.nested.property('error.reason', 'UNAUTHENTICATED');
+      expectExit(health, 0);
+
+      const denied = await cli(['revoke', '--user', user, '--id-token-file', tokenFile(READER), '--address', securedAddress]);
+      expectExit(denied, 1);
+      expect(denied.stderr).to.match(/^PERMISSION_DENIED PERMISSION_DENIED: /);
+      expect(await secured.rawDocument(user)).to.not.equal(undefined);
+
+      const revoked = await cli(['revoke', '--json', '--user', user, '--id-token-file', opsFile, '--address', securedAddress]);
+      expectExit(revoked, 0);
+      expect(json(revoked)).to.deep.equal({ was_stored: true, google_revocation: 'DONE' });
+      expect(await secured.rawDocument(user)).to.equal(undefined);
+    });
+
+    it('refuses a missing or malformed token file without printing what it holds', async () => {
+      const junk = path.join(files, 'junk');
+      const content = `not-a-jwt-${randomBytes(12).toString('hex')}`;
+      writeFileSync(junk, content);
+      const [missing, malformed] = await Promise.all([
+        cli(['status', '--user', '1', '--id-token-file', path.join(files, 'absent'), '--address', securedAddress]),
+        cli(['status', '--user', '1', '--id-token-file', junk, '--address', securedAddress]),
+      ]);
+      expectExit(missing, 2);
+      expect(missing.stderr).to.include('cannot read the --id-token-file file (ENOENT)');
+      expectExit(malformed, 2);
+      expect(malformed.stderr).to.include('does not hold an ID token');
+      expect(malformed.stdout + malformed.stderr).to.not.include(content);
+    });
+
+    it('--id-token-audience mints through google-auth-library, and exits 3 naming the problem when it cannot', async () => {
+      // No Application Default Credentials and no metadata server: google-auth-library gives up without any traffic.
+      const emptyConfig = mkdtempSync(path.join(tmpdir(), 'tokenbroker-cli-gcloud-'));
+      try {
+        const run = await cli(['status', '--user', '1', '--id-token-audience', 'https://tokenbroker.test', '--address', securedAddress], {
+          CLOUDSDK_CONFIG: emptyConfig,
+        });
+        expectExit(run, 3);
+        expect(run.stderr).to.match(/^UNAUTHENTICATED: cannot get a Google ID token for audience https:\/\/tokenbroker\.test: \S/);
+      } finally {
+        rmSync(emptyConfig, { recursive: true, force: true });
+      }
+
+      // The same path with google-auth-library's ID-token client replaced by one that asks the local Google.
+      const audiences: string[] = [];
+      const connection = connectionFor(
+        { idTokenAudience: 'https://tokenbroker.test', tls: false },
+        {
+          idTokens: {
+            getIdTokenClient: (audience: string) => {
+              audiences.push(audience);
+              return Promise.resolve({
+                getRequestHeaders: () => Promise.resolve(new Headers({ authorization: `Bearer ${secured.callerToken(OPS)}` })),
+              });
+            },
+          },
+        },
+      );
+      const client = new TokenBrokerClient(securedAddress, connection.client);
+      try {
+        const first = await client.revokeUser({ userId: secured.newUser().sub });
+        expect(first.wasStored).to.equal(false);
+        await client.revokeUser({ userId: secured.newUser().sub });
+        expect(audiences, 'one ID-token client, reused').to.deep.equal(['https://tokenbroker.test']);
+      } finally {
+        client.close();
+      }
+    });
+  });
+
+  describe('caller credentials: mutual TLS', () => {
+    let pki: TestPki;
+    let secured: TestStack;
+    let securedAddress: string;
+    let tlsArgs: string[];
+    let user: string;
+
+    before(async () => {
+      pki = await TestPki.create('cli');
+      const server = await pki.issue('tokenbroker', 'DNS:localhost,IP:127.0.0.1', 'serverAuth');
+      const client = await pki.issue('ops', `URI:${OPS_SPIFFE}`, 'clientAuth');
+      secured = await TestStack.start({
+        policy: `callers:\n  ${OPS_SPIFFE}:\n    rpcs: [ExchangeCode, GetGrantStatus]\n`,
+        mtls: { server, clientCaFile: pki.caFile },
+      });
+      securedAddress = `127.0.0.1:${secured.app.port}`;
+      tlsArgs = ['--tls-ca', pki.caFile, '--tls-cert', client.certFile, '--tls-key', client.keyFile];
+      const ops = new TokenBrokerClient(securedAddress, {
+        credentials: mutualTlsCredentials({ ca: pki.ca, cert: client.cert, key: client.key }),
+        // Node warns about an IP address as TLS server name; the certificate names localhost too.
+        channelOptions: { 'grpc.ssl_target_name_override': 'localhost' },
+      });
+      try {
+        user = (await ops.exchangeCode({ authCode: secured.mintCode(secured.newUser()) })).userId;
+      } finally {
+        ops.close();
+      }
+    });
+    after(async () => {
+      await secured?.close();
+      pki?.remove();
+    });
+
+    it('calls and checks health with --tls-ca, --tls-cert and --tls-key; without a client certificate the handshake fails', async () => {
+      const [status, health, noCert, plaintext] = await Promise.all([
+        cli(['status', '--json', '--user', user, ...tlsArgs, '--address', securedAddress]),
+        cli(['health', ...tlsArgs, '--address', securedAddress]),
+        cli(['status', '--user', user, '--tls-ca', pki.caFile, '--timeout', '5', '--address', securedAddress]),
+        cli(['status', '--user', user, '--timeout', '5', '--address', securedAddress]),
+      ]);
+      expectExit(status, 0);
+      expect(json(status)).to.include({ state: 'ACTIVE' });
+      expectExit(health, 0);
+      expect(health.stdout.trim()).to.equal('SERVING');
+      expectExit(noCert, 3);
+      expectExit(plaintext, 3);
     });
   });
 

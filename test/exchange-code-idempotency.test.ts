@@ -1,3 +1,4 @@
+import { Timestamp } from '@google-cloud/firestore';
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
@@ -55,6 +56,32 @@ describe('ExchangeCode retried with the same code', () => {
     await expectGrpcError(stack.client.exchangeCode({ authCode: code }), status.INVALID_ARGUMENT, 'INVALID_AUTH_CODE');
     const hash = createHash('sha256').update(code).digest('hex');
     expect((await stack.db.collection(`${stack.collection}_code_exchanges`).doc(hash).get()).exists).to.equal(false);
+  });
+
+  it('takes over a record past its window: a code reused later is exchanged at Google again (and refused there)', async () => {
+    const user = stack.newUser();
+    const code = stack.mintCode(user);
+    await stack.client.exchangeCode({ authCode: code });
+    stack.clock.advance(stack.config.tokens.exchangeReplayWindowMs + 1000);
+    stack.google.resetStats();
+    await expectGrpcError(stack.client.exchangeCode({ authCode: code }), status.INVALID_ARGUMENT, 'INVALID_AUTH_CODE');
+    expect(stack.google.stats().authorizationCode).to.equal(1);
+    const hash = createHash('sha256').update(code).digest('hex');
+    expect((await stack.db.collection(`${stack.collection}_code_exchanges`).doc(hash).get()).exists).to.equal(false);
+  });
+
+  it('takes over a claim abandoned by a replica that died mid-exchange', async () => {
+    const user = stack.newUser();
+    const code = stack.mintCode(user);
+    const hash = createHash('sha256').update(code).digest('hex');
+    await stack.db
+      .collection(`${stack.collection}_code_exchanges`)
+      .doc(hash)
+      .set({ state: 'PENDING', expires_at: Timestamp.fromMillis(stack.clock.now() - 1) });
+    const answer = await stack.client.exchangeCode({ authCode: code });
+    expect(answer.userId).to.equal(user.sub);
+    const record = (await stack.db.collection(`${stack.collection}_code_exchanges`).doc(hash).get()).data();
+    expect(record).to.include({ state: 'DONE', user_id: user.sub, created: true });
   });
 
   it('stores only a hash of the code', async () => {

@@ -442,6 +442,16 @@ describe('deployment manifests', () => {
         expect(loadConfig(withSampleValues(env)).port, 'PORT').to.equal(port);
       });
 
+      it('serves metrics on the container port named metrics, which the scrape annotations name', () => {
+        const port = present((container().ports ?? []).find((candidate) => candidate.name === 'metrics'), 'container port named metrics').containerPort;
+        const { env } = environmentOf(container(), instancesOf(objects, ConfigMap));
+        expect(loadConfig(withSampleValues(env)).metricsPort, 'TOKENBROKER_METRICS_PORT').to.equal(port);
+        const annotations = podTemplate().metadata?.annotations ?? {};
+        expect(annotations['prometheus.io/scrape']).to.equal('true');
+        expect(annotations['prometheus.io/port']).to.equal(String(port));
+        expect(annotations['prometheus.io/path']).to.equal('/metrics');
+      });
+
       it('names the Service port grpc with appProtocol grpc', () => {
         const [port] = present(one(Service).spec?.ports, 'Service ports');
         expect(port.name).to.equal('grpc');
@@ -510,7 +520,7 @@ describe('deployment manifests', () => {
         expect(account.metadata?.annotations?.['iam.gke.io/gcp-service-account']).to.match(SERVICE_ACCOUNT_EMAIL);
       });
 
-      it('admits ingress only to the gRPC port, only from listed peers (NetworkPolicy)', () => {
+      it('admits ingress only to the gRPC port and the metrics port, only from listed peers (NetworkPolicy)', () => {
         const spec = one(NetworkPolicy).spec;
         expect(spec?.policyTypes).to.include('Ingress');
         const rules = present(spec?.ingress, 'NetworkPolicy ingress rules');
@@ -519,7 +529,10 @@ describe('deployment manifests', () => {
           // A rule without from (or ports) admits every source (or port).
           expect(rule.from, 'ingress from').to.be.an('array').with.length.above(0);
           expect(rule.from?.filter((peer) => peer.ipBlock !== undefined), 'ipBlock peers').to.deep.equal([]);
-          expect(rule.ports?.map((port) => port.port), 'ingress ports').to.satisfy((ports: unknown[]) => ports.length > 0 && ports.every((port) => port === 'grpc' || port === servicePort()));
+          // The gRPC port for callers; the metrics port (counts only) for the scraper's namespace, in a rule of its own.
+          const grpcOnly = (ports: unknown[]) => ports.every((port) => port === 'grpc' || port === servicePort());
+          const metricsOnly = (ports: unknown[]) => ports.every((port) => port === 'metrics');
+          expect(rule.ports?.map((port) => port.port), 'ingress ports').to.satisfy((ports: unknown[]) => ports.length > 0 && (grpcOnly(ports) || metricsOnly(ports)));
         }
       });
 

@@ -53,6 +53,13 @@ export class BearerTokenAuthenticator implements CallerAuthenticator {
     private readonly options: BearerTokenAuthenticatorOptions,
   ) {}
 
+  knownIdentity(credentials: CallerCredentials): string | undefined {
+    const header = credentials.authorization;
+    if (header === undefined) return undefined;
+    const known = this.verified.get(header);
+    return known !== undefined && known.expiresAt > this.options.clock.now() ? known.identity : undefined;
+  }
+
   async authenticate(credentials: CallerCredentials): Promise<string> {
     const header = credentials.authorization;
     if (header === undefined) throw unauthenticated('the call carried no credential: send authorization: Bearer <Google ID token>');

@@ -18,6 +18,11 @@ export interface Caller {
 export interface CallerAccess {
   admit(credentials: CallerCredentials, rpc: PolicyRpc): Promise<Caller>;
   /**
+   * The caller {@link admit} would resolve with, when that is known without
+   * I/O; undefined otherwise, including whenever admit would refuse.
+   */
+  admitNow(credentials: CallerCredentials, rpc: PolicyRpc): Caller | undefined;
+  /**
    * The scopes a GetAccessToken call gets: those asked for, if the policy
    * allows them all (else PERMISSION_DENIED); for an empty request, the
    * caller's whole allowance, so no caller ever gets a token wider than its policy.
@@ -27,6 +32,9 @@ export interface CallerAccess {
 
 /** Authentication and policy both enforced: what production runs. */
 export class EnforcedAccess implements CallerAccess {
+  /** One Caller per identity seen, so admitting a known caller allocates nothing. */
+  private readonly callers = new Map<string, Caller>();
+
   constructor(
     private readonly authenticator: CallerAuthenticator,
     private readonly policy: CallerPolicy,
@@ -37,11 +45,18 @@ export class EnforcedAccess implements CallerAccess {
     if (!this.policy.permits(identity, rpc)) {
       throw new BrokerError('PERMISSION_DENIED', `this caller may not call ${rpc}`, { metadata: { caller: identity, rpc } });
     }
-    return { identity };
+    return this.callerFor(identity);
+  }
+
+  admitNow(credentials: CallerCredentials, rpc: PolicyRpc): Caller | undefined {
+    const identity = this.authenticator.knownIdentity(credentials);
+    return identity !== undefined && this.policy.permits(identity, rpc) ? this.callerFor(identity) : undefined;
   }
 
   scopesFor(caller: Caller, requested: readonly string[]): readonly string[] {
     if (requested.length === 0) return this.policy.scopesFor(caller.identity);
+    // The usual request: one scope, which the policy lists (so it is valid as it stands).
+    if (requested.length === 1 && this.policy.allowsScope(caller.identity, requested[0] as string)) return requested;
     const wanted = normalizeScopes(requested);
     const forbidden = this.policy.forbiddenScopes(caller.identity, wanted);
     if (forbidden.length > 0) {
@@ -50,6 +65,16 @@ export class EnforcedAccess implements CallerAccess {
       });
     }
     return wanted;
+  }
+
+  /** Only identities the policy names get here, so the map is as bounded as the policy. */
+  private callerFor(identity: string): Caller {
+    let caller = this.callers.get(identity);
+    if (!caller) {
+      caller = Object.freeze({ identity });
+      this.callers.set(identity, caller);
+    }
+    return caller;
   }
 }
 
@@ -60,8 +85,14 @@ export class EnforcedAccess implements CallerAccess {
  * TOKENBROKER_CALLER_AUTH=insecure-none, and logged loudly at start.
  */
 export class InsecureOpenAccess implements CallerAccess {
+  private readonly caller: Caller = Object.freeze({ identity: 'insecure-dev' });
+
   admit(): Promise<Caller> {
-    return Promise.resolve({ identity: 'insecure-dev' });
+    return Promise.resolve(this.caller);
+  }
+
+  admitNow(): Caller {
+    return this.caller;
   }
 
   scopesFor(_caller: Caller, requested: readonly string[]): readonly string[] {

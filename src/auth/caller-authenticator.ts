@@ -17,4 +17,10 @@ export interface CallerAuthenticator {
   /** Short name of the method, for logs (`google-id-token`, `mtls`, `mesh-xfcc`). */
   readonly method: string;
   authenticate(credentials: CallerCredentials): Promise<string>;
+  /**
+   * The identity {@link authenticate} would resolve with, when it is known
+   * without any I/O (a credential verified before, or one checked by
+   * parsing alone); undefined otherwise, including for bad credentials.
+   */
+  knownIdentity(credentials: CallerCredentials): string | undefined;
 }

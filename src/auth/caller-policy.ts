@@ -89,6 +89,11 @@ export class CallerPolicy {
     return this.callers.get(identity)?.scopes ?? [];
   }
 
+  /** Whether `identity` may request `scope` (policy scopes are checked and normalized at load). */
+  allowsScope(identity: string, scope: string): boolean {
+    return this.callers.get(identity)?.scopeSet.has(scope) ?? false;
+  }
+
   /** The requested scopes `identity` may not have (empty when all are allowed). */
   forbiddenScopes(identity: string, requested: readonly string[]): string[] {
     const allowed = this.callers.get(identity)?.scopeSet;

@@ -11,8 +11,12 @@ import type { CallerAuthenticator, CallerCredentials } from './caller-authentica
 export class CertificateAuthenticator implements CallerAuthenticator {
   readonly method = 'mtls';
 
+  knownIdentity(credentials: CallerCredentials): string | undefined {
+    return identityFromSubjectAltName(credentials.peerSubjectAltName);
+  }
+
   authenticate(credentials: CallerCredentials): Promise<string> {
-    const identity = identityFromSubjectAltName(credentials.peerSubjectAltName);
+    const identity = this.knownIdentity(credentials);
     if (!identity) {
       return Promise.reject(new BrokerError('UNAUTHENTICATED', 'the call carried no client certificate with a URI or DNS subject alternative name'));
     }

@@ -13,6 +13,11 @@ import type { CallerAuthenticator, CallerCredentials } from './caller-authentica
 export class MeshAuthenticator implements CallerAuthenticator {
   readonly method = 'mesh-xfcc';
 
+  knownIdentity(credentials: CallerCredentials): string | undefined {
+    const header = credentials.forwardedClientCert;
+    return header === undefined ? undefined : uriOfSingleHop(header);
+  }
+
   authenticate(credentials: CallerCredentials): Promise<string> {
     const header = credentials.forwardedClientCert;
     if (header === undefined) {

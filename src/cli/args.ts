@@ -19,6 +19,12 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   address: TEXT,
   json: FLAG,
   timeout: TEXT,
+  'id-token-audience': TEXT,
+  'id-token-file': TEXT,
+  tls: FLAG,
+  'tls-ca': TEXT,
+  'tls-cert': TEXT,
+  'tls-key': TEXT,
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -27,6 +33,8 @@ const COMMAND_OPTIONS = {
   exchange: { code: TEXT, 'redirect-uri': TEXT },
   token: { user: TEXT, scope: TEXTS, 'min-ttl': TEXT },
   profile: { user: TEXT },
+  status: { user: TEXT },
+  revoke: { user: TEXT },
   health: { service: TEXT },
   'dev-signin': { email: TEXT, name: TEXT, sub: TEXT, scope: TEXTS, consent: FLAG, 'oauth-url': TEXT },
 } satisfies Record<string, Record<string, OptionSpec>>;
@@ -40,6 +48,26 @@ export interface GlobalOptions {
   address?: string;
   json: boolean;
   timeoutMs: number;
+  /** How the CLI proves who it is and secures the channel. */
+  credentials: CredentialOptions;
+}
+
+/**
+ * Caller credentials from the command line. File paths only: the CLI reads
+ * them when it connects, and never prints what they hold.
+ */
+export interface CredentialOptions {
+  /** --id-token-audience: mint a Google ID token for this audience (google-auth-library, on GCP). */
+  idTokenAudience?: string;
+  /** --id-token-file: a ready ID token in this file. */
+  idTokenFile?: string;
+  /** --tls, or implied by any --tls-* option: connect over TLS. */
+  tls: boolean;
+  /** --tls-ca: CA certificate(s) (PEM) to trust instead of the system's. */
+  tlsCaFile?: string;
+  /** --tls-cert and --tls-key: a client certificate (PEM) for mutual TLS. */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
 }
 
 /** A parsed command with its validated options. */
@@ -47,6 +75,8 @@ export type Command =
   | { name: 'exchange'; code: string; redirectUri: string }
   | { name: 'token'; userId: string; scopes: string[]; minTtlSeconds?: number }
   | { name: 'profile'; userId: string }
+  | { name: 'status'; userId: string }
+  | { name: 'revoke'; userId: string }
   | { name: 'health'; service: string }
   | {
       name: 'dev-signin';
@@ -189,7 +219,27 @@ function globalOptions(values: Values): GlobalOptions {
       throw usageError('--timeout must be a number of seconds above 0 and at most 3600');
     }
   }
-  return { address, json: values.get('json') === true, timeoutMs: Math.round(timeoutSeconds * 1000) };
+  return { address, json: values.get('json') === true, timeoutMs: Math.round(timeoutSeconds * 1000), credentials: credentialOptions(values) };
+}
+
+function credentialOptions(values: Values): CredentialOptions {
+  const idTokenAudience = text(values, 'id-token-audience');
+  const idTokenFile = text(values, 'id-token-file');
+  if (idTokenAudience !== undefined && idTokenFile !== undefined) {
+    throw usageError('give --id-token-audience or --id-token-file, not both');
+  }
+  const tlsCertFile = text(values, 'tls-cert');
+  const tlsKeyFile = text(values, 'tls-key');
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) throw usageError('--tls-cert and --tls-key go together');
+  const tlsCaFile = text(values, 'tls-ca');
+  return {
+    idTokenAudience,
+    idTokenFile,
+    tls: values.get('tls') === true || tlsCaFile !== undefined || tlsCertFile !== undefined,
+    tlsCaFile,
+    tlsCertFile,
+    tlsKeyFile,
+  };
 }
 
 /** Throws a usage error naming `what` unless `address` is HOST:PORT. */
@@ -218,6 +268,8 @@ function command(name: CommandName, values: Values): Command {
       };
     }
     case 'profile':
+    case 'status':
+    case 'revoke':
       return { name, userId: required(values, 'user', name) };
     case 'health':
       return { name, service: text(values, 'service') ?? '' };

@@ -2,15 +2,18 @@ import { checkHealth } from '../client/health-client';
 import { TokenBrokerClient } from '../client/token-broker-client';
 import type { Command } from './args';
 import { usageError } from './cli-error';
+import type { Connection } from './connection';
 import { fromGrpcError } from './grpc-errors';
 import { DEFAULT_DEV_EMAIL, DEFAULT_SIGNIN_SCOPES, devUser, loopbackUrl, mintDevCode } from './local-google';
-import { exchangeOutcome, healthOutcome, profileOutcome, tokenOutcome, type Outcome } from './output';
+import { exchangeOutcome, grantStatusOutcome, healthOutcome, profileOutcome, revokeOutcome, tokenOutcome, type Outcome } from './output';
 
 /** Where and how long a command runs. */
 export interface CommandContext {
   /** host:port of the broker. */
   address: string;
   timeoutMs: number;
+  /** Channel and caller credentials (plaintext and no identity when empty). */
+  connection: Connection;
   /** The running dev stack's local Google, the default of dev-signin --oauth-url. */
   devOAuthUrl?: string;
   now: () => number;
@@ -19,12 +22,12 @@ export interface CommandContext {
 /** Runs `command` against the broker. Throws CliError (or an unexpected error) on failure. */
 export async function runCommand(command: Command, context: CommandContext): Promise<Outcome> {
   if (command.name === 'health') {
-    const status = await guarded(context, () => checkHealth(context.address, command.service, { timeoutMs: context.timeoutMs }));
+    const status = await guarded(context, () => checkHealth(context.address, command.service, { timeoutMs: context.timeoutMs, credentials: context.connection.channel }));
     return healthOutcome(command.service, status);
   }
   if (command.name === 'dev-signin') return devSignIn(command, context);
 
-  const client = new TokenBrokerClient(context.address);
+  const client = new TokenBrokerClient(context.address, context.connection.client);
   const options = { timeoutMs: context.timeoutMs };
   try {
     switch (command.name) {
@@ -39,6 +42,10 @@ export async function runCommand(command: Command, context: CommandContext): Pro
       }
       case 'profile':
         return profileOutcome(await guarded(context, () => client.getProfile({ userId: command.userId }, options)));
+      case 'status':
+        return grantStatusOutcome(await guarded(context, () => client.getGrantStatus({ userId: command.userId }, options)));
+      case 'revoke':
+        return revokeOutcome(await guarded(context, () => client.revokeUser({ userId: command.userId }, options)));
     }
   } finally {
     client.close();
@@ -63,7 +70,7 @@ async function devSignIn(command: Extract<Command, { name: 'dev-signin' }>, cont
     },
     context.timeoutMs,
   );
-  const client = new TokenBrokerClient(context.address);
+  const client = new TokenBrokerClient(context.address, context.connection.client);
   try {
     // One deadline for both steps, as --timeout promises.
     const timeoutMs = Math.max(1, deadline - context.now());

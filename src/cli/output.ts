@@ -1,5 +1,14 @@
 import type { ServingStatus } from '../client/health-client';
-import type { ExchangeCodeResponse, GetAccessTokenResponse, GetProfileResponse, Profile } from '../gen/tokenbroker/v1/token_broker';
+import {
+  googleRevocationToJSON,
+  grantStateToJSON,
+  type ExchangeCodeResponse,
+  type GetAccessTokenResponse,
+  type GetGrantStatusResponse,
+  type GetProfileResponse,
+  type Profile,
+  type RevokeUserResponse,
+} from '../gen/tokenbroker/v1/token_broker';
 import type { CliError } from './cli-error';
 import { EXIT, type ExitCode } from './exit-codes';
 
@@ -46,6 +55,53 @@ export function tokenOutcome(res: GetAccessTokenResponse, nowMs: number): Outcom
 export function profileOutcome(res: GetProfileResponse): Outcome {
   const profile = profileJson(res.profile);
   return { lines: table(profileRows(profile)), json: { profile }, exitCode: EXIT.OK };
+}
+
+/** The result of GetGrantStatus: state, why it is dead, scopes and times; it holds no token. */
+export function grantStatusOutcome(res: GetGrantStatusResponse): Outcome {
+  const state = grantStateToJSON(res.state).replace(/^GRANT_STATE_/, '');
+  const time = (t: Date | undefined) => t?.toISOString() ?? null;
+  return {
+    lines: table([
+      ['state', state],
+      ...(res.deadReason !== '' ? [['dead_reason', res.deadReason] as [string, string]] : []),
+      ['scopes', res.scopes.join(' ')],
+      ['created', time(res.createTime) ?? 'unknown'],
+      ['signed_in', time(res.signInTime) ?? 'unknown'],
+      ['last_refresh', time(res.lastRefreshTime) ?? 'never'],
+    ]),
+    json: {
+      state,
+      dead_reason: res.deadReason,
+      scopes: res.scopes,
+      create_time: time(res.createTime),
+      sign_in_time: time(res.signInTime),
+      last_refresh_time: time(res.lastRefreshTime),
+    },
+    exitCode: EXIT.OK,
+  };
+}
+
+/**
+ * The result of RevokeUser. Success even when Google's confirmation is
+ * PENDING: the stored grant is gone, and the retry-revocations job finishes
+ * the revocation at Google.
+ */
+export function revokeOutcome(res: RevokeUserResponse): Outcome {
+  const google = googleRevocationToJSON(res.googleRevocation).replace(/^GOOGLE_REVOCATION_/, '');
+  const note: Record<string, string> = {
+    DONE: ' (Google revoked the grant)',
+    PENDING: ' (Google not reached; the retry-revocations job will retry)',
+    NOT_NEEDED: ' (nothing to revoke at Google)',
+  };
+  return {
+    lines: table([
+      ['was_stored', String(res.wasStored)],
+      ['google_revocation', `${google}${note[google] ?? ''}`],
+    ]),
+    json: { was_stored: res.wasStored, google_revocation: google },
+    exitCode: EXIT.OK,
+  };
 }
 
 /** The answer of a health check: success only when SERVING. */

@@ -1,6 +1,7 @@
 import { checkAddress, parseInvocation, wantsJson } from './args';
 import { CliError } from './cli-error';
 import { runCommand } from './commands';
+import { connectionFor } from './connection';
 import { devDirectory, readDevState } from './dev-state';
 import { EXIT, type ExitCode } from './exit-codes';
 import { errorJson, errorLines, type Outcome } from './output';
@@ -15,6 +16,8 @@ export interface CliEnvironment {
   address?: string;
   /** TOKENBROKER_DEV_DIR */
   devDir?: string;
+  /** TOKENBROKER_ID_TOKEN: a ready caller ID token when no --id-token-* option is given. Never printed. */
+  idToken?: string;
   /** Directory `.dev` is found under by default. */
   cwd: string;
 }
@@ -42,6 +45,7 @@ export async function runCli(argv: readonly string[], env: CliEnvironment, io: C
     const outcome = await runCommand(invocation.command, {
       address: invocation.global.address ?? resolveAddress(env.address, devState?.address),
       timeoutMs: invocation.global.timeoutMs,
+      connection: connectionFor(invocation.global.credentials, { envIdToken: env.idToken }),
       devOAuthUrl: devState?.oauthUrl,
       now: Date.now,
     });

@@ -1,6 +1,7 @@
 import { GOOGLE_ENDPOINTS, type GoogleEndpoints } from '../adapters/google/google-endpoints';
 import { isSecretRef } from '../adapters/secrets/secret-source';
 import { LOG_LEVELS, type LogLevel } from '../observability/logger';
+import type { TracingConfig } from '../observability/tracing';
 
 /** Everything the service reads from its environment, validated. */
 export interface Config {
@@ -42,6 +43,15 @@ export interface Config {
   callers: CallerAuthConfig;
   /** A plaintext port serving only grpc.health.v1, for probes that cannot speak TLS; unset: none. */
   healthPort?: number;
+  /** The Cross-Account Protection (RISC) receiver; off while `port` is unset. */
+  risc: {
+    /** HTTP port Google's Security Event Tokens are pushed to. */
+    port?: number;
+    /** Google's RISC signing keys (the `jwks_uri` of its RISC configuration). */
+    jwksUrl: string;
+    /** The `iss` of Google's Security Event Tokens. */
+    issuer: string;
+  };
   allowedAppClientIds: string[];
   tokens: {
     defaultMinTtlMs: number;
@@ -54,6 +64,10 @@ export interface Config {
     refreshLeaseMs: number;
   };
   logLevel: LogLevel;
+  /** HTTP port serving Prometheus metrics at /metrics; unset: none. */
+  metricsPort?: number;
+  /** OpenTelemetry trace export; off by default. */
+  tracing: TracingConfig;
   /** How long in-flight calls may finish after SIGTERM before they are cut. */
   shutdownGraceMs: number;
 }
@@ -76,7 +90,15 @@ export type CallerAuthConfig =
   | { mode: 'mesh-xfcc'; policyFile: string }
   | { mode: 'insecure-none' };
 
+/** `jwks_uri` of https://accounts.google.com/.well-known/risc-configuration. */
+export const RISC_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
+/** `issuer` of Google's RISC configuration. */
+export const RISC_ISSUER = 'https://accounts.google.com/';
+
 export const CALLER_AUTH_MODES = ['google-id-token', 'mtls', 'mesh-xfcc', 'insecure-none'] as const;
+
+/** Values of TOKENBROKER_OTEL_EXPORTER. */
+export const OTEL_EXPORTERS = ['none', 'otlp'] as const;
 
 /** A setting is missing or malformed; the message names it and what was expected. */
 export class ConfigError extends Error {
@@ -120,6 +142,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     callTimeoutMs: read.integer('TOKENBROKER_CALL_TIMEOUT_MS', 10_000, 100, 60_000),
     callers: readCallerAuth(read),
     healthPort: read.optionalInteger('TOKENBROKER_HEALTH_PORT', 0, 65535),
+    risc: {
+      port: read.optionalInteger('TOKENBROKER_RISC_PORT', 0, 65535),
+      jwksUrl: read.url('TOKENBROKER_RISC_JWKS_URL', RISC_JWKS_URL),
+      issuer: read.matching('TOKENBROKER_RISC_ISSUER', RISC_ISSUER, /^https?:\/\/\S+$/, 'an http(s) URL (the iss of Google\'s security event tokens)'),
+    },
     allowedAppClientIds: read.list('TOKENBROKER_ALLOWED_APP_CLIENT_IDS', []),
     tokens: {
       defaultMinTtlMs: read.integer('TOKENBROKER_DEFAULT_MIN_TTL_SECONDS', 300, 0, 3300) * 1000,
@@ -131,6 +158,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       refreshLeaseMs: read.integer('TOKENBROKER_REFRESH_LEASE_MS', 20_000, 200, 600_000),
     },
     logLevel: read.oneOf('TOKENBROKER_LOG_LEVEL', 'info', LOG_LEVELS),
+    metricsPort: read.optionalInteger('TOKENBROKER_METRICS_PORT', 0, 65535),
+    tracing: {
+      exporter: read.oneOf('TOKENBROKER_OTEL_EXPORTER', 'none', OTEL_EXPORTERS),
+      // The standard OpenTelemetry variable is honoured when ours is unset.
+      endpoint: read.url('TOKENBROKER_OTEL_ENDPOINT', read.url('OTEL_EXPORTER_OTLP_ENDPOINT', 'http://localhost:4318')),
+      samplePercent: read.integer('TOKENBROKER_OTEL_SAMPLE_PERCENT', 100, 0, 100),
+    },
     shutdownGraceMs: read.integer('TOKENBROKER_SHUTDOWN_GRACE_MS', 8000, 0, 60_000),
   };
   if (config.tokens.defaultMinTtlMs > config.tokens.maxMinTtlMs) {

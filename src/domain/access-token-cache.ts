@@ -2,20 +2,38 @@ import type { Clock } from './clock';
 
 /** A cached Google access token. */
 export interface CachedToken {
-  accessToken: string;
+  readonly accessToken: string;
   /** Milliseconds since the epoch. */
-  expiresAt: number;
-  scopes: string[];
+  readonly expiresAt: number;
+  /** Sorted; shared between the tokens of one scope set, so never to be modified. */
+  readonly scopes: readonly string[];
 }
+
+/** A cached token and the scope key it was stored under. */
+interface Entry extends CachedToken {
+  readonly scopeKey: string;
+}
+
+/** Most distinct scope sets whose spelling is shared between entries. */
+const MAX_SHARED_SCOPE_SETS = 1000;
 
 /**
  * In-process cache of access tokens, per user and per scope set. Bounded by
  * users: when full, the user touched least recently goes. Entries past
  * expiry are dropped on read.
+ *
+ * Sized for 100,000 users and more: a user with tokens for one scope set
+ * (the usual case) costs one map entry and one small object, and the scope
+ * lists and keys of a scope set are held once for all users.
  */
 export class AccessTokenCache {
-  /** user ID -> scope key -> token; Map order doubles as recency order. */
-  private readonly users = new Map<string, Map<string, CachedToken>>();
+  /**
+   * user ID -> its one entry, or scope key -> entry when it has several;
+   * Map order doubles as recency order.
+   */
+  private readonly users = new Map<string, Entry | Map<string, Entry>>();
+  /** scope key -> the frozen scope list and key every entry of that set shares. */
+  private readonly scopeSets = new Map<string, { key: string; scopes: readonly string[] }>();
 
   /**
    * @param clock time source
@@ -28,18 +46,18 @@ export class AccessTokenCache {
 
   /** The key of a normalized scope list within a user's entries ('' = the whole grant). */
   static scopeKey(scopes: readonly string[]): string {
-    return scopes.join(' ');
+    return scopes.length === 1 ? (scopes[0] as string) : scopes.join(' ');
   }
 
   /** The token of `userId` for `scopeKey` if it stays valid for at least `minTtlMs`. */
   get(userId: string, scopeKey: string, minTtlMs: number): CachedToken | undefined {
-    const entries = this.users.get(userId);
-    const entry = entries?.get(scopeKey);
-    if (!entries || !entry) return undefined;
+    const held = this.users.get(userId);
+    if (held === undefined) return undefined;
+    const entry = held instanceof Map ? held.get(scopeKey) : held.scopeKey === scopeKey ? held : undefined;
+    if (entry === undefined) return undefined;
     const remaining = entry.expiresAt - this.clock.now();
     if (remaining <= 0) {
-      entries.delete(scopeKey);
-      if (entries.size === 0) this.users.delete(userId);
+      this.drop(userId, held, scopeKey);
       return undefined;
     }
     return remaining >= minTtlMs ? entry : undefined;
@@ -47,18 +65,32 @@ export class AccessTokenCache {
 
   /** Stores a token, evicting the least recently stored user when full. */
   set(userId: string, scopeKey: string, token: CachedToken): void {
-    let entries = this.users.get(userId);
-    if (entries) {
-      this.users.delete(userId);
-    } else {
-      entries = new Map();
+    const shared = this.sharedScopeSet(scopeKey, token.scopes);
+    const entry: Entry = { accessToken: token.accessToken, expiresAt: token.expiresAt, scopes: shared.scopes, scopeKey: shared.key };
+    const held = this.users.get(userId);
+    if (held === undefined) {
       if (this.users.size >= this.maxUsers) {
         const oldest = this.users.keys().next();
         if (!oldest.done) this.users.delete(oldest.value);
       }
+      this.users.set(userId, entry);
+      return;
     }
-    entries.set(scopeKey, token);
-    this.users.set(userId, entries);
+    this.users.delete(userId);
+    if (held instanceof Map) {
+      held.set(entry.scopeKey, entry);
+      this.users.set(userId, held);
+    } else if (held.scopeKey === entry.scopeKey) {
+      this.users.set(userId, entry);
+    } else {
+      this.users.set(
+        userId,
+        new Map([
+          [held.scopeKey, held],
+          [entry.scopeKey, entry],
+        ]),
+      );
+    }
   }
 
   /** Drops every token of `userId` (its grant died or was replaced). */
@@ -69,5 +101,26 @@ export class AccessTokenCache {
   /** Number of users with cached tokens. */
   get size(): number {
     return this.users.size;
+  }
+
+  private drop(userId: string, held: Entry | Map<string, Entry>, scopeKey: string): void {
+    if (!(held instanceof Map)) {
+      this.users.delete(userId);
+      return;
+    }
+    held.delete(scopeKey);
+    if (held.size === 0) this.users.delete(userId);
+  }
+
+  /**
+   * The shared spelling of a scope set. Past the bound (many distinct sets
+   * would take a caller without a policy) entries keep their own copies.
+   */
+  private sharedScopeSet(scopeKey: string, scopes: readonly string[]): { key: string; scopes: readonly string[] } {
+    const known = this.scopeSets.get(scopeKey);
+    if (known) return known;
+    const set = { key: scopeKey, scopes: Object.freeze([...scopes]) };
+    if (this.scopeSets.size < MAX_SHARED_SCOPE_SETS) this.scopeSets.set(scopeKey, set);
+    return set;
   }
 }

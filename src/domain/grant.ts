@@ -65,7 +65,27 @@ export interface GrantRecord {
   signedInAt?: number;
   /** When an access token was last obtained from the grant at Google (ms since the epoch). */
   lastRefreshedAt?: number;
+  /**
+   * Cross-Account Protection events Google sent about this user since the
+   * refresh token was stored, oldest first (see security-events.ts); a
+   * sign-in that stores a new refresh token starts the list afresh.
+   */
+  securityEvents?: GrantSecurityEvent[];
   /** Milliseconds since the epoch. */
   createdAt: number;
   updatedAt: number;
+}
+
+/** One Cross-Account Protection event as the grant remembers it (never the token that carried it). */
+export interface GrantSecurityEvent {
+  /** Short event name, e.g. `sessions-revoked` (see SECURITY_EVENT_TYPES). */
+  type: string;
+  /** When Google issued the event (its `iat`, ms since the epoch). */
+  eventTime: number;
+  /** When this service received it (ms since the epoch). */
+  receiveTime: number;
+  /** Google's `reason`, when the event has one (account-disabled: `hijacking`, `bulk-account`). */
+  reason?: string;
+  /** The `jti` of the token that carried it, so applying it twice changes nothing. */
+  jti: string;
 }

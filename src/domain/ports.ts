@@ -22,6 +22,11 @@ export interface GrantStore {
   listUserIds(after: string | undefined, limit: number): Promise<string[]>;
   /** Deletes the user's grant; deleting an absent one succeeds. */
   delete(userId: string): Promise<void>;
+  /**
+   * IDs of the users whose stored `refreshTokenHash` equals `hash` (at most a
+   * few): how a Cross-Account Protection token-revoked event finds its grant.
+   */
+  findByRefreshTokenHash(hash: string): Promise<string[]>;
 }
 
 /**
@@ -39,7 +44,7 @@ export interface SharedTokenRecord {
     sealed: SealedBox;
     /** Milliseconds since the epoch. */
     expiresAt: number;
-    scopes: string[];
+    scopes: readonly string[];
     /** {@link grantVersion} of the grant the token was refreshed from. */
     grantVersion: string;
   };
@@ -82,6 +87,12 @@ export interface RevocationLedger {
    * (typically within a second). Returns a function that stops watching.
    */
   watch(onRevoked: (userId: string) => void, onError: (err: unknown) => void): () => void;
+  /**
+   * Makes every replica's `watch` report `userId` without recording a
+   * revocation: the grant stays stored (marked dead by a Cross-Account
+   * Protection event) but no replica may keep serving its cached tokens.
+   */
+  announceDrop(userId: string): Promise<void>;
   /** Up to `limit` revocations still to be told to Google, after user `after`. */
   pending(after: string | undefined, limit: number): Promise<PendingRevocation[]>;
   /** Ends a pending revocation (Google confirmed), or counts a failed attempt. */
@@ -179,4 +190,19 @@ export interface ExchangeLedger {
   release(codeHash: string): Promise<void>;
   /** The live record of `codeHash`, if any. */
   get(codeHash: string): Promise<ExchangeRecord | undefined>;
+}
+
+/**
+ * Security Event Tokens already processed, by `jti`, shared by every
+ * replica: Google may deliver one token more than once. Failures throw
+ * BrokerError STORE_UNAVAILABLE.
+ */
+export interface SecurityEventLedger {
+  /** Whether a token with this `jti` was processed already. */
+  seen(jti: string): Promise<boolean>;
+  /**
+   * Records that the token was processed; resolves false when another
+   * delivery of it recorded it first.
+   */
+  record(jti: string, entry: { issuedAt: number; eventTypes: string[] }): Promise<boolean>;
 }

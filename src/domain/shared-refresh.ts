@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Sealer } from '../crypto/sealer';
 import type { Logger } from '../observability/logger';
+import { NO_METRICS, type Metrics } from '../observability/metrics';
 import type { CachedToken } from './access-token-cache';
 import { BrokerError } from './broker-error';
 import type { Clock } from './clock';
@@ -50,6 +51,8 @@ export class SharedRefresh {
     private readonly clock: Clock,
     private readonly logger: Logger,
     private readonly options: SharedRefreshOptions,
+    /** Counts shared-token lookups and calls served by another replica's refresh. */
+    private readonly metrics: Metrics = NO_METRICS,
   ) {}
 
   async obtain(request: SharedRefreshRequest): Promise<CachedToken> {
@@ -58,6 +61,7 @@ export class SharedRefresh {
       const [grant, record] = await Promise.all([request.loadGrant(), this.store.get(userId, scopeKey)]);
       const version = grantVersion(grant);
       const shared = this.usable(record, version, request.minTtlMs);
+      this.metrics.cacheLookup('shared_token', shared !== undefined);
       if (shared) return shared;
 
       const holder = randomUUID();
@@ -73,10 +77,13 @@ export class SharedRefresh {
         }
         return this.refreshHolding(request, holder);
       }
+      // Another replica holds the lease or just shared its token: its refresh serves this call.
       const sharedMeanwhile = this.usable(after, version, request.minTtlMs);
-      if (sharedMeanwhile) return sharedMeanwhile;
-      const awaited = await this.awaitHolder(request, version);
-      if (awaited) return awaited;
+      const awaited = sharedMeanwhile ?? (await this.awaitHolder(request, version));
+      if (awaited) {
+        this.metrics.refreshJoined('shared');
+        return awaited;
+      }
     }
   }
 

@@ -1,4 +1,5 @@
 import type { Logger } from '../observability/logger';
+import { deadReasonLabel, NO_METRICS, type Metrics } from '../observability/metrics';
 import { Sealer } from '../crypto/sealer';
 import { AccessTokenCache, type CachedToken } from './access-token-cache';
 import { BrokerError, isBrokerError } from './broker-error';
@@ -55,6 +56,8 @@ export interface TokenBrokerDeps {
   sealer: Sealer;
   clock: Clock;
   logger: Logger;
+  /** Counts cache lookups, refreshes, joins and dead grants (default: nothing recorded). */
+  metrics?: Metrics;
 }
 
 /** Result of {@link TokenBroker.exchangeCode}. */
@@ -90,6 +93,7 @@ export class TokenBroker {
   private readonly refreshes = new SingleFlight<CachedToken>();
   private readonly idempotent: IdempotentExchange<ExchangeResult>;
   private readonly shared: SharedRefresh;
+  private readonly metrics: Metrics;
 
   constructor(
     private readonly deps: TokenBrokerDeps,
@@ -102,7 +106,8 @@ export class TokenBroker {
       pendingTimeoutMs: options.exchangePendingTimeoutMs,
       pollIntervalMs: 100,
     });
-    this.shared = new SharedRefresh(deps.shared, deps.sealer, deps.clock, deps.logger, { leaseMs: options.refreshLeaseMs, pollMs: 100 });
+    this.metrics = deps.metrics ?? NO_METRICS;
+    this.shared = new SharedRefresh(deps.shared, deps.sealer, deps.clock, deps.logger, { leaseMs: options.refreshLeaseMs, pollMs: 100 }, this.metrics);
   }
 
   /**
@@ -247,6 +252,7 @@ export class TokenBroker {
     const ttl = Math.min(minTtlMs ?? this.options.defaultMinTtlMs, this.options.maxMinTtlMs);
     const scopeKey = AccessTokenCache.scopeKey(wanted);
     const cached = this.tokens.get(userId, scopeKey, ttl);
+    this.metrics.cacheLookup('access_token', cached !== undefined);
     if (cached) return cached;
     // A refresh started for a shorter min_ttl may hand back a token that does
     // not last long enough for this caller; fresh tokens live ~1 h and ttl is
@@ -254,7 +260,7 @@ export class TokenBroker {
     for (;;) {
       let started = false;
       try {
-        return await this.refreshes.run(`${userId} ${scopeKey}`, async () => {
+        const flight = this.refreshes.run(`${userId} ${scopeKey}`, async () => {
           started = true;
           const token = await this.shared.obtain({
             userId,
@@ -267,6 +273,9 @@ export class TokenBroker {
           this.tokens.set(userId, scopeKey, token);
           return token;
         });
+        // run() starts a new flight synchronously; not started means this call joined one under way.
+        if (!started) this.metrics.refreshJoined('local');
+        return await flight;
       } catch (err: unknown) {
         // A shared flight runs within the budget of the call that started
         // it; a caller that joined with more time left starts its own.
@@ -274,6 +283,23 @@ export class TokenBroker {
         throw err;
       }
     }
+  }
+
+  /**
+   * The answer {@link getAccessToken} would give from memory alone, or
+   * undefined when it would need to check its input, the store or Google
+   * (then call getAccessToken, which throws what the input deserves).
+   * Synchronous, for the hot path: a hit costs two map lookups.
+   */
+  cachedAccessToken(userId: string, scopes: readonly string[], minTtlMs?: number): AccessToken | undefined {
+    if (minTtlMs !== undefined && !(minTtlMs >= 0)) return undefined;
+    const ttl = Math.min(minTtlMs ?? this.options.defaultMinTtlMs, this.options.maxMinTtlMs);
+    // Only checked input is ever stored, so a hit is input getAccessToken accepts.
+    const key = normalizedScopeKey(scopes);
+    const cached = key === undefined ? undefined : this.tokens.get(userId, key, ttl);
+    // Misses are counted by getAccessToken, which a miss here leads to.
+    if (cached) this.metrics.cacheLookup('access_token', true);
+    return cached;
   }
 
   /**
@@ -327,6 +353,18 @@ export class TokenBroker {
   }
 
   /**
+   * Drops the user's access tokens everywhere while the grant stays stored:
+   * those shared in the store, this replica's, and (through the revocation
+   * ledger's feed) every other replica's. For a grant marked dead outside a
+   * refresh, by a Cross-Account Protection event.
+   */
+  async dropTokens(userId: string): Promise<void> {
+    await this.deps.shared.deleteUser(userId);
+    await this.deps.revocations.announceDrop(userId);
+    this.forget(userId);
+  }
+
+  /**
    * Refreshes the user's whole grant at Google now, whatever is cached, and
    * records it like any refresh (rotation stored, invalid_grant marked dead).
    * For the keep-alive job.
@@ -348,6 +386,7 @@ export class TokenBroker {
   async getProfile(userId: string): Promise<Profile> {
     checkUserId(userId);
     const cached = this.profiles.get(userId);
+    this.metrics.cacheLookup('profile', cached !== undefined);
     if (cached) return cached;
     const grant = await this.deps.store.get(userId);
     if (!grant) throw userNotFound();
@@ -377,10 +416,14 @@ export class TokenBroker {
     const narrowTo = wanted.length > 0 && wanted.length < grant.scopes.length ? wanted : undefined;
     for (let attempt = 1; ; attempt += 1) {
       let tokens: TokenSet;
+      const refreshToken = this.deps.sealer.open(grant.refreshToken, context);
       try {
-        tokens = await this.deps.oauth.refresh(this.deps.sealer.open(grant.refreshToken, context), narrowTo, deadline);
+        tokens = await this.deps.oauth.refresh(refreshToken, narrowTo, deadline);
+        this.metrics.refresh('ok');
       } catch (err: unknown) {
-        if (!(err instanceof OAuthError && err.oauthCode === 'invalid_grant')) throw mapCommonOAuthError(err);
+        const invalidGrant = err instanceof OAuthError && err.oauthCode === 'invalid_grant';
+        this.metrics.refresh(invalidGrant ? 'invalid_grant' : 'failed');
+        if (!invalidGrant) throw mapCommonOAuthError(err);
         const replacement = await this.recordDead(grant, err);
         // A sign-in stored a new refresh token while ours was failing: use it (once).
         if (!replacement || attempt > 1) throw reauthRequired(err);
@@ -398,13 +441,14 @@ export class TokenBroker {
    */
   private async recordDead(grant: GrantRecord, err: OAuthError): Promise<GrantRecord | undefined> {
     const reason = err.subtype ?? err.oauthCode;
-    const { after } = await this.deps.store.update(grant.userId, (current) =>
+    const { before, after } = await this.deps.store.update(grant.userId, (current) =>
       current && current.status === 'ACTIVE' && sameBox(current, grant)
         ? { ...current, status: 'REAUTH_REQUIRED', deadReason: reason, updatedAt: this.deps.clock.now() }
         : undefined,
     );
     this.tokens.deleteUser(grant.userId);
     if (after && after.status === 'ACTIVE' && !sameBox(after, grant)) return after;
+    if (before?.status === 'ACTIVE' && after?.status === 'REAUTH_REQUIRED') this.metrics.grantMarkedDead(deadReasonLabel(reason));
     this.deps.logger.warn({ event: 'grant_dead', userId: grant.userId, reason }, 'refresh token rejected by Google');
     return undefined;
   }
@@ -530,4 +574,17 @@ function mapCommonOAuthError(err: unknown): unknown {
 
 function errorCode(err: unknown): string {
   return err instanceof BrokerError ? err.code : err instanceof Error ? err.name : 'unknown';
+}
+
+/**
+ * The cache key of `scopes` if they are already in normalized form (sorted,
+ * no repeats, none empty or holding a space, so keys of different lists
+ * never meet), else undefined.
+ */
+function normalizedScopeKey(scopes: readonly string[]): string | undefined {
+  for (let i = 0; i < scopes.length; i += 1) {
+    const scope = scopes[i] as string;
+    if (scope.length === 0 || scope.includes(' ') || (i > 0 && !((scopes[i - 1] as string) < scope))) return undefined;
+  }
+  return AccessTokenCache.scopeKey(scopes);
 }

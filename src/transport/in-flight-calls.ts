@@ -9,6 +9,11 @@ export class InFlightCalls {
   private readonly calls = new Set<sendUnaryData<never>>();
   private cut = false;
 
+  /** False once {@link cutAll} ran: every call from then on is answered UNAVAILABLE. */
+  get accepting(): boolean {
+    return !this.cut;
+  }
+
   /** Number of calls started and not yet answered. */
   get size(): number {
     return this.calls.size;

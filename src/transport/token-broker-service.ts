@@ -1,22 +1,27 @@
 import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import type { Tracer } from '@opentelemetry/api';
 import type { Caller, CallerAccess } from '../auth/caller-access';
 import type { CallerCredentials } from '../auth/caller-authenticator';
 import type { PolicyRpc } from '../auth/caller-policy';
 import { BrokerError } from '../domain/broker-error';
 import { Deadline } from '../domain/deadline';
 import type { Profile } from '../domain/grant';
-import type { RevokeResult, TokenBroker } from '../domain/token-broker';
+import type { AccessToken, RevokeResult, TokenBroker } from '../domain/token-broker';
 import type { Duration } from '../gen/google/protobuf/duration';
-import { GoogleRevocation, GrantState, type Profile as ProfileMessage, type TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
+import { GoogleRevocation, GrantState, type GetAccessTokenResponse, type Profile as ProfileMessage, type TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
 import { describeError } from '../observability/describe-error';
 import type { Logger } from '../observability/logger';
+import type { Metrics } from '../observability/metrics';
+import { cloudLoggingTraceFields, traceContextOf, type TraceContext } from '../observability/trace-context';
+import { RpcSpan } from '../observability/tracing';
 import { toStatus } from './error-status';
 import type { InFlightCalls } from './in-flight-calls';
+import { reusedResponse } from './reused-responses';
 import { isUndecodable } from './undecodable-request';
 
 /**
  * The gRPC face of {@link TokenBroker}: converts messages to domain calls
- * and domain errors to statuses, and logs one line per failed call.
+ * and domain errors to statuses, and logs one line per call.
  */
 export function tokenBrokerService(broker: TokenBroker, context: CallContext): TokenBrokerServiceServer {
   const { access } = context;
@@ -24,40 +29,54 @@ export function tokenBrokerService(broker: TokenBroker, context: CallContext): T
     exchangeCode: unary('ExchangeCode', context, async (req, deadline) => {
       const result = await broker.exchangeCode(req.authCode, req.redirectUri, deadline);
       return {
-        userId: result.userId,
-        profile: toProfileMessage(result.profile),
-        grantedScopes: result.grantedScopes,
-        created: result.created,
+        response: { userId: result.userId, profile: toProfileMessage(result.profile), grantedScopes: result.grantedScopes, created: result.created },
+        log: { event: 'code_exchanged', userId: result.userId, created: result.created },
       };
     }),
-    getAccessToken: unary('GetAccessToken', context, async (req, deadline, caller) => {
-      const scopes = access.scopesFor(caller, req.scopes);
-      const token = await broker.getAccessToken(req.userId, scopes, durationMs(req.minTtl), deadline);
-      // The audit trail: who got a token for whom, never the token itself.
-      context.logger.info({ event: 'token_issued', caller: caller.identity, userId: req.userId, scopes: token.scopes }, 'access token issued');
-      return { accessToken: token.accessToken, expireTime: new Date(token.expiresAt), scopes: token.scopes };
-    }),
+    getAccessToken: unary(
+      'GetAccessToken',
+      context,
+      async (req, deadline, caller) => {
+        const scopes = access.scopesFor(caller, req.scopes);
+        const token = await broker.getAccessToken(req.userId, scopes, durationMs(req.minTtl), deadline);
+        return { response: { accessToken: token.accessToken, expireTime: new Date(token.expiresAt), scopes: [...token.scopes] }, log: tokenIssued(req.userId, token) };
+      },
+      // The hot path: a token already in memory for a caller already verified.
+      (req, caller) => {
+        const token = broker.cachedAccessToken(req.userId, access.scopesFor(caller, req.scopes), durationMs(req.minTtl));
+        return token && { response: cachedTokenResponse(token), log: tokenIssued(req.userId, token) };
+      },
+    ),
     getProfile: unary('GetProfile', context, async (req) => ({
-      profile: toProfileMessage(await broker.getProfile(req.userId)),
+      response: { profile: toProfileMessage(await broker.getProfile(req.userId)) },
+      log: { event: 'profile_read', userId: req.userId },
     })),
     getGrantStatus: unary('GetGrantStatus', context, async (req) => {
       const grant = await broker.getGrantStatus(req.userId);
       return {
-        state: grant.status === 'ACTIVE' ? GrantState.GRANT_STATE_ACTIVE : GrantState.GRANT_STATE_REAUTH_REQUIRED,
-        deadReason: grant.deadReason ?? '',
-        scopes: grant.scopes,
-        createTime: new Date(grant.createdAt),
-        signInTime: grant.signedInAt === undefined ? undefined : new Date(grant.signedInAt),
-        lastRefreshTime: grant.lastRefreshedAt === undefined ? undefined : new Date(grant.lastRefreshedAt),
+        response: {
+          state: grant.status === 'ACTIVE' ? GrantState.GRANT_STATE_ACTIVE : GrantState.GRANT_STATE_REAUTH_REQUIRED,
+          deadReason: grant.deadReason ?? '',
+          scopes: grant.scopes,
+          createTime: new Date(grant.createdAt),
+          signInTime: grant.signedInAt === undefined ? undefined : new Date(grant.signedInAt),
+          lastRefreshTime: grant.lastRefreshedAt === undefined ? undefined : new Date(grant.lastRefreshedAt),
+          securityEvents: (grant.securityEvents ?? []).map((e) => ({
+            type: e.type,
+            eventTime: new Date(e.eventTime),
+            receiveTime: new Date(e.receiveTime),
+            reason: e.reason ?? '',
+          })),
+        },
+        log: { event: 'grant_status_read', userId: req.userId, state: grant.status },
       };
     }),
-    revokeUser: unary('RevokeUser', context, async (req, deadline, caller) => {
+    revokeUser: unary('RevokeUser', context, async (req, deadline) => {
       const result = await broker.revokeUser(req.userId, deadline);
-      context.logger.info(
-        { event: 'user_revoked', caller: caller.identity, userId: req.userId, wasStored: result.wasStored, google: result.google },
-        'user revoked',
-      );
-      return { wasStored: result.wasStored, googleRevocation: GOOGLE_REVOCATION[result.google] };
+      return {
+        response: { wasStored: result.wasStored, googleRevocation: GOOGLE_REVOCATION[result.google] },
+        log: { event: 'user_revoked', userId: req.userId, wasStored: result.wasStored, google: result.google },
+      };
     }),
   };
 }
@@ -68,6 +87,24 @@ const GOOGLE_REVOCATION: Record<RevokeResult['google'], GoogleRevocation> = {
   NOT_NEEDED: GoogleRevocation.GOOGLE_REVOCATION_NOT_NEEDED,
 };
 
+/** The audit line of an issued token: who got a token for whom and which scopes, never the token itself. */
+function tokenIssued(userId: string, token: AccessToken): CallLog {
+  return { event: 'token_issued', userId, scopes: token.scopes };
+}
+
+/** One response object per cached token, encoded once however often it is sent. */
+const cachedResponses = new WeakMap<AccessToken, GetAccessTokenResponse>();
+
+function cachedTokenResponse(token: AccessToken): GetAccessTokenResponse {
+  let response = cachedResponses.get(token);
+  if (!response) {
+    // The token's scope list is shared and frozen; the encoder only reads it.
+    response = reusedResponse({ accessToken: token.accessToken, expireTime: new Date(token.expiresAt), scopes: token.scopes as string[] });
+    cachedResponses.set(token, response);
+  }
+  return response;
+}
+
 /** What every handler shares. */
 export interface CallContext {
   logger: Logger;
@@ -76,37 +113,108 @@ export interface CallContext {
   callTimeoutMs: number;
   /** Authentication and policy, checked before any handler runs. */
   access: CallerAccess;
+  /** Counts and times every answered call. */
+  metrics: Metrics;
+  /** Makes a server span of every call when tracing is on. */
+  tracer?: Tracer;
+  /** The project Cloud Logging's trace field names (`projects/<id>/traces/<trace>`). */
+  projectId: string;
+}
+
+/**
+ * The fields of an answered call's log line beyond those every line has
+ * (rpc, code, latencyMs, caller, and Cloud Logging's trace fields when the
+ * call carried a trace header): what happened, to which user. Never a
+ * token, code or secret.
+ */
+type CallLog = { event: string } & Record<string, unknown>;
+
+/** A handler's answer: the response and its log line. */
+interface Answer<Res> {
+  response: Res;
+  log: CallLog;
 }
 
 /**
  * Wraps a promise-returning handler: success is sent as is, errors go
- * through {@link toStatus}; the call is tracked until answered. The handler
- * gets the call's deadline: the caller's, capped at the server's budget.
+ * through {@link toStatus}; the call is tracked until answered, and logged
+ * in one line either way, counted and timed in the metrics, and traced in
+ * a server span when tracing is on (the span is the parent of the upstream
+ * calls the handler makes). The handler gets the call's deadline: the
+ * caller's, capped at the server's budget.
+ *
+ * `answerNow`, when given, is tried first for callers admitted from memory:
+ * a call it answers synchronously skips the deadline timer, the promises and
+ * the tracking (it is answered before a shutdown could cut it). It returns
+ * undefined, or throws, to leave the call to `handle`.
  */
 function unary<Req, Res>(
   method: PolicyRpc,
-  { logger, inFlight, callTimeoutMs, access }: CallContext,
-  handle: (req: Req, deadline: Deadline, caller: Caller) => Promise<Res>,
+  { logger, inFlight, callTimeoutMs, access, metrics, tracer, projectId }: CallContext,
+  handle: (req: Req, deadline: Deadline, caller: Caller) => Promise<Answer<Res>>,
+  answerNow?: (req: Req, caller: Caller) => Answer<Res> | undefined,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
+  const answered = `${method} answered`;
+  const logAnswered = (started: number, caller: Caller, log: CallLog, trace: TraceContext | undefined, span: RpcSpan | undefined) => {
+    const latencyMs = elapsedMs(started);
+    metrics.rpcHandled(method, 'OK', latencyMs / 1000);
+    span?.end(status.OK, 'OK', false);
+    const fields: Record<string, unknown> = log;
+    fields.rpc = method;
+    fields.code = 'OK';
+    fields.latencyMs = latencyMs;
+    fields.caller = caller.identity;
+    if (trace) Object.assign(fields, cloudLoggingTraceFields(projectId, trace));
+    logger.info(fields, answered);
+  };
   return (call, rawCallback) => {
+    const started = performance.now();
+    const credentials = credentialsOf(call);
+    const incoming = incomingTrace(call);
+    const span = tracer ? new RpcSpan(tracer, method, incoming) : undefined;
+    // Log lines name the span this service exported, else the caller's.
+    const trace = span?.recording ? span.traceContext : incoming;
+    if (answerNow && inFlight.accepting && !isUndecodable(call.request)) {
+      const caller = access.admitNow(credentials, method);
+      let answer: Answer<Res> | undefined;
+      try {
+        answer = caller && answerNow(call.request, caller);
+      } catch {
+        // Refused or invalid: the full path gives the refusal its status and log line.
+      }
+      if (caller && answer) {
+        rawCallback(null, answer.response);
+        logAnswered(started, caller, answer.log, trace, span);
+        return;
+      }
+    }
     const callback = inFlight.track(rawCallback);
-    const started = process.hrtime.bigint();
     const deadline = Deadline.in(Math.min(callTimeoutMs, callerRemainingMs(call)));
     let admitted: Caller | undefined;
-    const work = access.admit(credentialsOf(call), method).then((caller) => {
+    const work = access.admit(credentials, method).then((caller) => {
       admitted = caller;
       return isUndecodable(call.request)
         ? Promise.reject(new BrokerError('INVALID_REQUEST', 'the request is not a valid protobuf message'))
-        : handle(call.request, deadline, caller);
+        : span
+          ? span.run(() => handle(call.request, deadline, caller))
+          : handle(call.request, deadline, caller);
     });
     answerBy(deadline, work).then(
-      (res) => callback(null, res),
+      (answer) => {
+        callback(null, answer.response);
+        logAnswered(started, admitted as Caller, answer.log, trace, span);
+      },
       (err: unknown) => {
         const sent = toStatus(err);
-        const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
-        const fields = { rpc: method, code: status[sent.code], latencyMs, caller: admitted?.identity, error: describeError(err) };
+        const code = status[sent.code];
+        const latencyMs = elapsedMs(started);
         // Errors of the caller's making are routine; ours are not.
-        if (sent.code === status.INTERNAL || sent.code === status.DATA_LOSS || sent.code === status.UNAVAILABLE) {
+        const ours = sent.code === status.INTERNAL || sent.code === status.DATA_LOSS || sent.code === status.UNAVAILABLE;
+        metrics.rpcHandled(method, code, latencyMs / 1000);
+        span?.end(sent.code, code, ours);
+        const fields: Record<string, unknown> = { event: 'rpc_failed', rpc: method, code, latencyMs, caller: admitted?.identity, error: describeError(err) };
+        if (trace) Object.assign(fields, cloudLoggingTraceFields(projectId, trace));
+        if (ours) {
           logger.error(fields, `${method} failed`);
         } else {
           logger.info(fields, `${method} refused`);
@@ -115,6 +223,22 @@ function unary<Req, Res>(
       },
     );
   };
+}
+
+/**
+ * The trace the caller sent (W3C `traceparent`, else `x-cloud-trace-context`),
+ * when it sent exactly one well-formed header of the kind; see trace-context.ts.
+ */
+function incomingTrace(call: ServerUnaryCall<unknown, unknown>): TraceContext | undefined {
+  const traceparent = call.metadata.get('traceparent');
+  const cloudTrace = call.metadata.get('x-cloud-trace-context');
+  if (traceparent.length === 0 && cloudTrace.length === 0) return undefined;
+  return traceContextOf(traceparent.length === 1 ? traceparent[0] : undefined, cloudTrace.length === 1 ? cloudTrace[0] : undefined);
+}
+
+/** Milliseconds since `started` (a performance.now() reading), to the microsecond. */
+function elapsedMs(started: number): number {
+  return Math.round((performance.now() - started) * 1000) / 1000;
 }
 
 /**

@@ -137,6 +137,8 @@ export class TestStack {
       TOKENBROKER_GOOGLE_REVOKE_URL: google.endpoints.revokeUrl,
       TOKENBROKER_GOOGLE_CERTS_URL: google.endpoints.pemCertsUrl,
       TOKENBROKER_ID_TOKEN_ISSUERS: google.issuer,
+      TOKENBROKER_RISC_JWKS_URL: google.endpoints.riscJwksUrl,
+      TOKENBROKER_RISC_ISSUER: google.riscIssuer,
       TOKENBROKER_ALLOWED_APP_CLIENT_IDS: APP_CLIENT_ID,
       TOKENBROKER_UPSTREAM_TIMEOUT_MS: '2000',
       TOKENBROKER_UPSTREAM_RETRIES: '1',

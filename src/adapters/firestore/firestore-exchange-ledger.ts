@@ -1,7 +1,11 @@
-import { Timestamp, type DocumentData, type Firestore } from '@google-cloud/firestore';
+import { FieldValue, Timestamp, type DocumentData, type Firestore } from '@google-cloud/firestore';
 import type { Clock } from '../../domain/clock';
 import type { ExchangeLedger, ExchangeRecord } from '../../domain/ports';
-import { storeCall } from './store-call';
+import { NO_METRICS, type Metrics } from '../../observability/metrics';
+import { storeBudget, storeCall } from './store-call';
+import { isWriteConflict } from './update-document';
+
+const GRPC_NOT_FOUND = 5;
 
 /**
  * The exchange ledger in Firestore: one small document per recent code,
@@ -16,32 +20,57 @@ export class FirestoreExchangeLedger implements ExchangeLedger {
     private readonly clock: Clock,
     /** Deadline of each operation. */
     private readonly timeoutMs: number,
+    /** Counts failed operations. */
+    private readonly metrics: Metrics = NO_METRICS,
   ) {}
 
+  /**
+   * One write in the usual case (a code not seen before): create() succeeds
+   * only if no document exists. Otherwise the document is read, and an
+   * expired or malformed one is taken over with a write conditional on it
+   * being unchanged since that read.
+   */
   async claim(codeHash: string, pendingUntil: number): Promise<ExchangeRecord | undefined> {
     const ref = this.doc(codeHash);
-    return storeCall(this.timeoutMs, () =>
-      this.db.runTransaction(async (tx) => {
-        const live = this.live((await tx.get(ref)).data());
+    const expiresAt = Timestamp.fromMillis(pendingUntil);
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_claim'), async () => {
+      for (;;) {
+        try {
+          await ref.create({ state: 'PENDING', expires_at: expiresAt });
+          return undefined;
+        } catch (err: unknown) {
+          if (!isWriteConflict(err)) throw err;
+        }
+        const snapshot = await ref.get();
+        if (!snapshot.exists) continue; // released since: create again
+        const live = this.live(snapshot.data());
         if (live) return live;
-        tx.set(ref, { state: 'PENDING', expires_at: Timestamp.fromMillis(pendingUntil) });
-        return undefined;
-      }),
-    );
+        try {
+          await ref.update(
+            { state: 'PENDING', expires_at: expiresAt, user_id: FieldValue.delete(), created: FieldValue.delete() },
+            { lastUpdateTime: snapshot.updateTime as Timestamp },
+          );
+          return undefined;
+        } catch (err: unknown) {
+          // Another attempt took it, or it was released, since the read: look again.
+          if (!isWriteConflict(err) && (err as { code?: unknown }).code !== GRPC_NOT_FOUND) throw err;
+        }
+      }
+    });
   }
 
   async complete(codeHash: string, outcome: { userId: string; created: boolean }, until: number): Promise<void> {
-    await storeCall(this.timeoutMs, () =>
+    await storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_complete'), () =>
       this.doc(codeHash).set({ state: 'DONE', user_id: outcome.userId, created: outcome.created, expires_at: Timestamp.fromMillis(until) }),
     );
   }
 
   async release(codeHash: string): Promise<void> {
-    await storeCall(this.timeoutMs, () => this.doc(codeHash).delete());
+    await storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_release'), () => this.doc(codeHash).delete());
   }
 
   async get(codeHash: string): Promise<ExchangeRecord | undefined> {
-    return storeCall(this.timeoutMs, async () => this.live((await this.doc(codeHash).get()).data()));
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_get'), async () => this.live((await this.doc(codeHash).get()).data()));
   }
 
   private doc(codeHash: string) {

@@ -2,7 +2,8 @@ import { FieldPath, type Firestore } from '@google-cloud/firestore';
 import type { GrantRecord } from '../../domain/grant';
 import type { GrantMutation, GrantStore } from '../../domain/ports';
 import { grantFromDocument, grantToDocument } from './grant-document';
-import { storeCall } from './store-call';
+import { NO_METRICS, type Metrics } from '../../observability/metrics';
+import { storeBudget, storeCall } from './store-call';
 import { readDocument, updateDocument, type DocumentCodec } from './update-document';
 
 /**
@@ -14,23 +15,25 @@ export class FirestoreGrantStore implements GrantStore {
    * @param db a Firestore client (built in the composition root)
    * @param collection collection holding one document per user
    * @param timeoutMs deadline of each operation, conflict retries included
+   * @param metrics counts failed operations
    */
   constructor(
     private readonly db: Firestore,
     private readonly collection: string,
     private readonly timeoutMs: number,
+    private readonly metrics: Metrics = NO_METRICS,
   ) {}
 
   get(userId: string): Promise<GrantRecord | undefined> {
-    return readDocument(this.doc(userId), codec(userId), this.timeoutMs);
+    return readDocument(this.doc(userId), codec(userId), storeBudget(this.timeoutMs, this.metrics, 'grant_get'));
   }
 
   update(userId: string, mutate: GrantMutation): Promise<{ before: GrantRecord | undefined; after: GrantRecord | undefined }> {
-    return updateDocument(this.doc(userId), codec(userId), this.timeoutMs, mutate);
+    return updateDocument(this.doc(userId), codec(userId), storeBudget(this.timeoutMs, this.metrics, 'grant_update'), mutate);
   }
 
   listUserIds(after: string | undefined, limit: number): Promise<string[]> {
-    return storeCall(this.timeoutMs, async () => {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'grant_list'), async () => {
       let query = this.db.collection(this.collection).orderBy(FieldPath.documentId()).select().limit(limit);
       if (after !== undefined) query = query.startAfter(after);
       return (await query.get()).docs.map((doc) => doc.id);
@@ -38,8 +41,17 @@ export class FirestoreGrantStore implements GrantStore {
   }
 
   delete(userId: string): Promise<void> {
-    return storeCall(this.timeoutMs, async () => {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'grant_delete'), async () => {
       await this.doc(userId).delete();
+    });
+  }
+
+  findByRefreshTokenHash(hash: string): Promise<string[]> {
+    // An equality filter on one field needs no composite index; a hash
+    // collision is not expected, so a handful of results is plenty.
+    return storeCall(this.timeoutMs, async () => {
+      const query = this.db.collection(this.collection).where('refresh_token_hash', '==', hash).select().limit(5);
+      return (await query.get()).docs.map((doc) => doc.id);
     });
   }
 

@@ -2,7 +2,8 @@ import { FieldPath, FieldValue, Timestamp, type DocumentData, type Firestore } f
 import type { SealedBox } from '../../crypto/sealed-box';
 import type { Clock } from '../../domain/clock';
 import type { PendingRevocation, RevocationLedger } from '../../domain/ports';
-import { storeCall } from './store-call';
+import { NO_METRICS, type Metrics } from '../../observability/metrics';
+import { storeBudget, storeCall } from './store-call';
 
 /** How long a settled revocation stays, for replicas to see it; a TTL policy on `delete_after` removes it. */
 const SETTLED_KEEP_MS = 24 * 3600_000;
@@ -13,7 +14,9 @@ const PENDING_KEEP_MS = 30 * 24 * 3600_000;
  * The revocation ledger in Firestore: one document per revoked user (ID =
  * user ID) with `revoked_at`, `delete_after`, `attempts`, `awaiting_google`
  * and, while Google has not confirmed, `pending` (the refresh token's
- * sealed box, as stored in the grant). Replicas watch it with a snapshot listener.
+ * sealed box, as stored in the grant). Replicas watch it with a snapshot
+ * listener. {@link announceDrop} writes `drop-<user_id>` documents
+ * (`kind: drop_tokens`) that the same listener reports.
  */
 export class FirestoreRevocationLedger implements RevocationLedger {
   constructor(
@@ -21,6 +24,8 @@ export class FirestoreRevocationLedger implements RevocationLedger {
     private readonly collection: string,
     private readonly clock: Clock,
     private readonly timeoutMs: number,
+    /** Counts failed operations. */
+    private readonly metrics: Metrics = NO_METRICS,
   ) {}
 
   record(userId: string, pending?: SealedBox): Promise<void> {
@@ -33,7 +38,7 @@ export class FirestoreRevocationLedger implements RevocationLedger {
       awaiting_google: pending !== undefined,
     };
     if (pending) doc.pending = { key_id: pending.keyId, iv: pending.iv, ciphertext: pending.ciphertext };
-    return storeCall(this.timeoutMs, async () => {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'revocation_record'), async () => {
       await this.db.collection(this.collection).doc(userId).set(doc);
     });
   }
@@ -56,8 +61,24 @@ export class FirestoreRevocationLedger implements RevocationLedger {
       );
   }
 
-  pending(after: string | undefined, limit: number): Promise<PendingRevocation[]> {
+  announceDrop(userId: string): Promise<void> {
+    // A document of its own (never the user's revocation entry, which may
+    // hold a pending token), never awaiting Google, so the retry job skips it.
+    const now = this.clock.now();
+    const doc: DocumentData = {
+      user_id: userId,
+      kind: 'drop_tokens',
+      revoked_at: Timestamp.fromMillis(now),
+      delete_after: Timestamp.fromMillis(now + SETTLED_KEEP_MS),
+      awaiting_google: false,
+    };
     return storeCall(this.timeoutMs, async () => {
+      await this.db.collection(this.collection).doc(`drop-${userId}`).set(doc);
+    });
+  }
+
+  pending(after: string | undefined, limit: number): Promise<PendingRevocation[]> {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'revocation_pending'), async () => {
       let query = this.db.collection(this.collection).where('awaiting_google', '==', true).orderBy(FieldPath.documentId()).limit(limit);
       if (after !== undefined) query = query.startAfter(after);
       const found: PendingRevocation[] = [];
@@ -72,7 +93,7 @@ export class FirestoreRevocationLedger implements RevocationLedger {
 
   settle(userId: string, done: boolean): Promise<void> {
     const ref = this.db.collection(this.collection).doc(userId);
-    return storeCall(this.timeoutMs, async () => {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'revocation_settle'), async () => {
       if (done) {
         await ref.update({ pending: FieldValue.delete(), awaiting_google: false, delete_after: Timestamp.fromMillis(this.clock.now() + SETTLED_KEEP_MS) });
       } else {

@@ -2,7 +2,8 @@ import type { Firestore } from '@google-cloud/firestore';
 import { createHash } from 'node:crypto';
 import type { SharedTokenMutation, SharedTokenRecord, SharedTokenStore } from '../../domain/ports';
 import { sharedTokenFromDocument, sharedTokenToDocument } from './shared-token-document';
-import { storeCall } from './store-call';
+import { NO_METRICS, type Metrics } from '../../observability/metrics';
+import { storeBudget, storeCall } from './store-call';
 import { readDocument, updateDocument, type DocumentCodec } from './update-document';
 
 /**
@@ -15,23 +16,25 @@ export class FirestoreSharedTokenStore implements SharedTokenStore {
    * @param db a Firestore client (built in the composition root)
    * @param collection collection of shared token records
    * @param timeoutMs deadline of each operation, conflict retries included
+   * @param metrics counts failed operations
    */
   constructor(
     private readonly db: Firestore,
     private readonly collection: string,
     private readonly timeoutMs: number,
+    private readonly metrics: Metrics = NO_METRICS,
   ) {}
 
   get(userId: string, scopeKey: string): Promise<SharedTokenRecord | undefined> {
-    return readDocument(this.doc(userId, scopeKey), codec(userId, scopeKey), this.timeoutMs);
+    return readDocument(this.doc(userId, scopeKey), codec(userId, scopeKey), storeBudget(this.timeoutMs, this.metrics, 'shared_token_get'));
   }
 
   update(userId: string, scopeKey: string, mutate: SharedTokenMutation) {
-    return updateDocument(this.doc(userId, scopeKey), codec(userId, scopeKey), this.timeoutMs, mutate);
+    return updateDocument(this.doc(userId, scopeKey), codec(userId, scopeKey), storeBudget(this.timeoutMs, this.metrics, 'shared_token_update'), mutate);
   }
 
   deleteUser(userId: string): Promise<void> {
-    return storeCall(this.timeoutMs, async () => {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'shared_token_delete'), async () => {
       const records = await this.db.collection(this.collection).where('user_id', '==', userId).select().get();
       const batch = this.db.batch();
       for (const doc of records.docs) batch.delete(doc.ref);

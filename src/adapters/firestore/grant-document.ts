@@ -1,7 +1,7 @@
 import { Timestamp, type DocumentData } from '@google-cloud/firestore';
 import type { SealedBox } from '../../crypto/sealed-box';
 import { BrokerError } from '../../domain/broker-error';
-import type { GrantRecord, GrantStatus, Profile } from '../../domain/grant';
+import type { GrantRecord, GrantSecurityEvent, GrantStatus, Profile } from '../../domain/grant';
 
 /** Schema version written into every document, for later migrations. */
 const SCHEMA_VERSION = 1;
@@ -38,6 +38,9 @@ export function grantToDocument(grant: GrantRecord): DocumentData {
   if (grant.signedInAt !== undefined) doc.signed_in_at = Timestamp.fromMillis(grant.signedInAt);
   if (grant.refreshTokenHash !== undefined) doc.refresh_token_hash = grant.refreshTokenHash;
   if (grant.lastRefreshedAt !== undefined) doc.last_refreshed_at = Timestamp.fromMillis(grant.lastRefreshedAt);
+  if (grant.securityEvents !== undefined && grant.securityEvents.length > 0) {
+    doc.security_events = grant.securityEvents.map(securityEventToDocument);
+  }
   return doc;
 }
 
@@ -71,6 +74,10 @@ export function grantFromDocument(userId: string, doc: DocumentData): GrantRecor
   if (doc.signed_in_at instanceof Timestamp) grant.signedInAt = doc.signed_in_at.toMillis();
   if (typeof doc.refresh_token_hash === 'string') grant.refreshTokenHash = doc.refresh_token_hash;
   if (doc.last_refreshed_at instanceof Timestamp) grant.lastRefreshedAt = doc.last_refreshed_at.toMillis();
+  if (Array.isArray(doc.security_events)) {
+    const events = (doc.security_events as unknown[]).map(securityEventFromDocument).filter((e): e is GrantSecurityEvent => e !== undefined);
+    if (events.length > 0) grant.securityEvents = events;
+  }
   return grant;
 }
 
@@ -87,4 +94,28 @@ function readProfile(userId: string, p: DocumentData): Profile {
     familyName: text(p.family_name),
     hostedDomain: text(p.hosted_domain),
   };
+}
+
+/** A Cross-Account Protection event on the grant: `{type, event_time, receive_time, jti, reason?}`. */
+function securityEventToDocument(event: GrantSecurityEvent): DocumentData {
+  const doc: DocumentData = {
+    type: event.type,
+    event_time: Timestamp.fromMillis(event.eventTime),
+    receive_time: Timestamp.fromMillis(event.receiveTime),
+    jti: event.jti,
+  };
+  if (event.reason !== undefined) doc.reason = event.reason;
+  return doc;
+}
+
+/** An entry that does not fit is skipped: the list is informational, and the grant must stay readable. */
+function securityEventFromDocument(value: unknown): GrantSecurityEvent | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const e = value as DocumentData;
+  if (typeof e.type !== 'string' || typeof e.jti !== 'string' || !(e.event_time instanceof Timestamp) || !(e.receive_time instanceof Timestamp)) {
+    return undefined;
+  }
+  const event: GrantSecurityEvent = { type: e.type, eventTime: e.event_time.toMillis(), receiveTime: e.receive_time.toMillis(), jti: e.jti };
+  if (typeof e.reason === 'string') event.reason = e.reason;
+  return event;
 }

@@ -1,4 +1,17 @@
 import { BrokerError, isBrokerError } from '../../domain/broker-error';
+import type { FirestoreOperation, Metrics } from '../../observability/metrics';
+
+/** A store call's deadline, and where its failure is counted: the operation's name and the metrics it goes to. */
+export interface StoreCallBudget {
+  timeoutMs: number;
+  operation: FirestoreOperation;
+  metrics: Metrics;
+}
+
+/** The budget of one operation of a store built with `timeoutMs` and `metrics`. */
+export function storeBudget(timeoutMs: number, metrics: Metrics, operation: FirestoreOperation): StoreCallBudget {
+  return { timeoutMs, operation, metrics };
+}
 
 /**
  * Runs one Firestore operation with a deadline, and maps its failure: our
@@ -11,8 +24,13 @@ import { BrokerError, isBrokerError } from '../../domain/broker-error';
  * retries of UNAVAILABLE), far past any caller's deadline. An operation cut
  * here may still complete later: grant mutations re-read in their
  * transaction, so a late one still applies to the current state.
+ *
+ * `budget` is the deadline in ms, or a {@link StoreCallBudget}: then every
+ * STORE_UNAVAILABLE is counted as a Firestore error of its operation
+ * (errors of our own making are not Firestore's, and are not counted).
  */
-export async function storeCall<T>(timeoutMs: number, op: () => Promise<T>): Promise<T> {
+export async function storeCall<T>(budget: number | StoreCallBudget, op: () => Promise<T>): Promise<T> {
+  const timeoutMs = typeof budget === 'number' ? budget : budget.timeoutMs;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -23,8 +41,9 @@ export async function storeCall<T>(timeoutMs: number, op: () => Promise<T>): Pro
   try {
     return await Promise.race([op(), deadline]);
   } catch (err: unknown) {
-    if (isBrokerError(err)) throw err;
-    throw new BrokerError('STORE_UNAVAILABLE', 'the token store is unavailable', { cause: err });
+    const failure = isBrokerError(err) ? err : new BrokerError('STORE_UNAVAILABLE', 'the token store is unavailable', { cause: err });
+    if (typeof budget !== 'number' && isBrokerError(failure, 'STORE_UNAVAILABLE')) budget.metrics.firestoreError(budget.operation);
+    throw failure;
   } finally {
     clearTimeout(timer);
   }

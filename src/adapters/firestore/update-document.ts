@@ -1,5 +1,5 @@
 import { FieldValue, type DocumentData, type DocumentReference, type Timestamp } from '@google-cloud/firestore';
-import { storeCall } from './store-call';
+import { storeCall, type StoreCallBudget } from './store-call';
 
 /** How one kind of record is stored in a document. */
 export interface DocumentCodec<T> {
@@ -10,7 +10,7 @@ export interface DocumentCodec<T> {
 
 /**
  * Reads one document and writes what `mutate` makes of its record, atomically,
- * within `timeoutMs`: an optimistic compare-and-set, the write conditional on
+ * within `budget` (see storeCall): an optimistic compare-and-set, the write conditional on
  * the document being unchanged since the read (or still absent), retried on
  * conflict with `mutate` run again on fresh data, so it must be pure.
  * Returning undefined writes nothing.
@@ -23,10 +23,10 @@ export interface DocumentCodec<T> {
 export function updateDocument<T>(
   ref: DocumentReference,
   codec: DocumentCodec<T>,
-  timeoutMs: number,
+  budget: number | StoreCallBudget,
   mutate: (current: T | undefined) => T | undefined,
 ): Promise<{ before: T | undefined; after: T | undefined }> {
-  return storeCall(timeoutMs, async () => {
+  return storeCall(budget, async () => {
     for (;;) {
       const snapshot = await ref.get();
       const data = snapshot.data();
@@ -45,7 +45,7 @@ export function updateDocument<T>(
         }
         return { before, after };
       } catch (err: unknown) {
-        if (!isConflict(err)) throw err;
+        if (!isWriteConflict(err)) throw err;
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 20));
       }
     }
@@ -53,7 +53,7 @@ export function updateDocument<T>(
 }
 
 /** A write lost the race: the document changed (FAILED_PRECONDITION) or appeared (ALREADY_EXISTS) since the read. */
-function isConflict(err: unknown): boolean {
+export function isWriteConflict(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return code === GRPC_FAILED_PRECONDITION || code === GRPC_ALREADY_EXISTS;
 }
@@ -61,9 +61,9 @@ function isConflict(err: unknown): boolean {
 const GRPC_ALREADY_EXISTS = 6;
 const GRPC_FAILED_PRECONDITION = 9;
 
-/** Reads one document's record within `timeoutMs`. */
-export function readDocument<T>(ref: DocumentReference, codec: DocumentCodec<T>, timeoutMs: number): Promise<T | undefined> {
-  return storeCall(timeoutMs, async () => {
+/** Reads one document's record within `budget` (see storeCall). */
+export function readDocument<T>(ref: DocumentReference, codec: DocumentCodec<T>, budget: number | StoreCallBudget): Promise<T | undefined> {
+  return storeCall(budget, async () => {
     const data = (await ref.get()).data();
     return data === undefined ? undefined : codec.decode(data);
   });

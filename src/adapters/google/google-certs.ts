@@ -2,6 +2,7 @@ import type { OAuth2Client } from 'google-auth-library';
 import { GaxiosError } from 'gaxios';
 import { BrokerError } from '../../domain/broker-error';
 import type { Clock } from '../../domain/clock';
+import type { Metrics } from '../../observability/metrics';
 
 /** Settings of {@link GoogleCerts}. */
 export interface GoogleCertsOptions {
@@ -14,6 +15,8 @@ export interface GoogleCertsOptions {
   /** Least time between two fetches forced by an unknown key ID, so forged kids cannot make us hammer Google. */
   minRefetchIntervalMs: number;
   clock: Clock;
+  /** Counts each fetch by outcome, and its duration (default: nothing recorded). */
+  metrics?: Metrics;
 }
 
 /**
@@ -58,6 +61,9 @@ export class GoogleCerts {
 
   private async load(): Promise<Record<string, string>> {
     let res;
+    const started = performance.now();
+    const record = (outcome: 'ok' | 'client_error' | 'server_error' | 'network' | 'bad_response') =>
+      this.options.metrics?.upstreamRequest('certs', outcome, (performance.now() - started) / 1000);
     try {
       res = await this.client.transporter.request<unknown>({
         url: this.options.url,
@@ -68,15 +74,19 @@ export class GoogleCerts {
         retryConfig: { retry: 1, noResponseRetries: 1, statusCodesToRetry: [[500, 599]] },
       });
     } catch (err: unknown) {
-      const detail = err instanceof GaxiosError && err.response ? `HTTP ${err.response.status}` : 'no response';
+      const status = err instanceof GaxiosError ? err.response?.status : undefined;
+      record(status === undefined ? 'network' : status >= 500 || status === 429 ? 'server_error' : 'client_error');
+      const detail = status !== undefined ? `HTTP ${status}` : 'no response';
       throw new BrokerError('UPSTREAM_UNAVAILABLE', 'Google\'s ID token certificates could not be fetched', {
         cause: new Error(`certs fetch failed: ${detail}`),
       });
     }
     const body = res.data;
     if (typeof body !== 'object' || body === null || Object.values(body).some((v) => typeof v !== 'string')) {
+      record('bad_response');
       throw new BrokerError('UPSTREAM_UNAVAILABLE', 'Google\'s ID token certificates came back malformed');
     }
+    record('ok');
     const now = this.options.clock.now();
     const maxAge = /max-age=(\d+)/.exec(res.headers.get('cache-control') ?? '')?.[1];
     this.certs = body as Record<string, string>;

@@ -1,3 +1,4 @@
+import type { Tracer } from '@opentelemetry/api';
 import { OAuth2Client } from 'google-auth-library';
 import { GaxiosError, type GaxiosOptions } from 'gaxios';
 import { BrokerError } from '../../domain/broker-error';
@@ -6,6 +7,8 @@ import type { Deadline } from '../../domain/deadline';
 import { OAuthError, type GoogleOAuth, type IdentityClaims, type TokenSet } from '../../domain/ports';
 import { parseScopeString } from '../../domain/scopes';
 import type { Logger } from '../../observability/logger';
+import { NO_METRICS, type Metrics, type UpstreamOutcome } from '../../observability/metrics';
+import { endClientSpan, startClientSpan } from '../../observability/tracing';
 import { judgeAttemptFailure, transportFailureName } from './attempt-failure';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker';
 import { GoogleCerts } from './google-certs';
@@ -32,6 +35,10 @@ export interface GoogleOAuthClientOptions {
   clock: Clock;
   /** Receives circuit breaker state changes; nothing is logged without it. */
   logger?: Logger;
+  /** Counts every request by outcome, its duration, and breaker state (default: nothing recorded). */
+  metrics?: Metrics;
+  /** Makes a client span of every request when tracing is on. */
+  tracer?: Tracer;
 }
 
 /** Which of Google's OAuth endpoints a request goes to; names it in messages and logs. */
@@ -91,6 +98,7 @@ export class GoogleOAuthClient implements GoogleOAuth {
       defaultMaxAgeMs: 5 * 60_000,
       minRefetchIntervalMs: 30_000,
       clock: options.clock,
+      metrics: options.metrics,
     });
     this.tokenEndpoint = this.endpoint('token', options.endpoints.tokenUrl);
     this.revokeEndpoint = this.endpoint('revoke', options.endpoints.revokeUrl);
@@ -98,11 +106,15 @@ export class GoogleOAuthClient implements GoogleOAuth {
   }
 
   private endpoint(name: EndpointName, url: string): Endpoint {
-    const logger = this.options.logger;
+    const { logger, metrics = NO_METRICS } = this.options;
     const breaker = new CircuitBreaker({
       failureThreshold: this.options.breakerFailures,
       openMs: this.options.breakerOpenMs,
-      onStateChange: logger ? (state) => logBreakerState(logger, name, state) : undefined,
+      onStateChange: (state) => {
+        // Half-open still refuses all but the probe: it counts as open until the probe succeeds.
+        metrics.upstreamBreakerOpen(name, state !== 'closed');
+        if (logger) logBreakerState(logger, name, state);
+      },
     });
     return { name, url, breaker };
   }
@@ -213,7 +225,7 @@ export class GoogleOAuthClient implements GoogleOAuth {
       // Retries are ours (withRetries): gaxios' own ignore Retry-After and the deadline.
       retry: false,
     });
-    const attempt = async () => read((await this.client.transporter.request<string>(request())).data);
+    const attempt = () => this.observed(endpoint, async () => read((await this.client.transporter.request<string>(request())).data));
     try {
       return await withRetries(attempt, (err) => judgeAttemptFailure(err, { resendAfterNoAnswer }), {
         policy: this.retryPolicy,
@@ -221,7 +233,27 @@ export class GoogleOAuthClient implements GoogleOAuth {
         breaker: endpoint.breaker,
       });
     } catch (err: unknown) {
+      if (err instanceof BreakerOpenError) this.options.metrics?.upstreamRequest(endpoint.name, 'breaker_open', 0);
       throw failureFrom(err, endpoint.name);
+    }
+  }
+
+  /** Runs one request to `endpoint`, counted by outcome and timed, in a client span when tracing is on. */
+  private async observed<T>(endpoint: Endpoint, send: () => Promise<T>): Promise<T> {
+    const { metrics, tracer } = this.options;
+    const span = tracer
+      ? startClientSpan(tracer, `POST ${endpoint.name}`, { 'http.request.method': 'POST', 'url.full': endpoint.url, 'tokenbroker.upstream.endpoint': endpoint.name })
+      : undefined;
+    const started = performance.now();
+    let outcome: UpstreamOutcome = 'ok';
+    try {
+      return await send();
+    } catch (err: unknown) {
+      outcome = upstreamOutcomeOf(err);
+      throw err;
+    } finally {
+      metrics?.upstreamRequest(endpoint.name, outcome, (performance.now() - started) / 1000);
+      if (span) endClientSpan(span, { 'tokenbroker.upstream.outcome': outcome }, outcome !== 'ok');
     }
   }
 
@@ -272,6 +304,22 @@ function oauthErrorFrom(err: unknown, endpoint: EndpointName): Error {
     return upstreamUnavailable(`Google's ${endpoint} endpoint answered HTTP ${status}`);
   }
   return upstreamUnavailable(`Google's ${endpoint} endpoint could not be reached or did not answer in time`, err);
+}
+
+/**
+ * How one failed request ended, as a metric label from a closed set: the
+ * OAuth error Google answered (invalid_grant, or any other 4xx as
+ * client_error), 429, 5xx, a 2xx we could not use, or no answer at all.
+ */
+function upstreamOutcomeOf(err: unknown): UpstreamOutcome {
+  if (!(err instanceof GaxiosError)) return 'bad_response';
+  if (err.response) {
+    const status = err.response.status;
+    if (status === 429) return 'rate_limited';
+    if (status >= 500) return 'server_error';
+    return parseErrorBody(err.response.data)?.error === 'invalid_grant' ? 'invalid_grant' : 'client_error';
+  }
+  return transportFailureName(err) === 'TIMEOUT' ? 'timeout' : 'network';
 }
 
 function parseErrorBody(data: unknown): { error?: unknown; error_subtype?: unknown } | undefined {

@@ -3,6 +3,7 @@
  * used by tests and the dev stack instead of Google.
  */
 export { LocalOAuthServer } from './local-oauth-server';
+export { GOOGLE_RISC_ISSUER, type SecurityEventSignature, type SecurityEventTokenOptions } from './security-event-token';
 export type {
   FaultEndpoint,
   FaultSpec,

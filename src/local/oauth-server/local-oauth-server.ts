@@ -5,6 +5,7 @@ import { errorCodeForStatus, FaultQueue, MALFORMED_BODY, withoutFields } from '.
 import { GrantRegistry } from './grant-registry';
 import { BodyTooLargeError, mediaType, readBody, writeJson, writeRaw, type JsonReply } from './http-io';
 import { GOOGLE_ISSUER, signWithMode } from './id-token';
+import { GOOGLE_RISC_ISSUER, signSecurityEventToken, type SecurityEventTokenOptions } from './security-event-token';
 import { SigningKeyRing } from './signing-keys';
 import { handleTokenRequest, type TokenEndpointContext } from './token-endpoint';
 import type {
@@ -25,6 +26,8 @@ const PATHS = {
   pemCerts: '/oauth2/v1/certs',
   jwks: '/oauth2/v3/certs',
   tokenInfo: '/tokeninfo',
+  // Ours: Google serves its RISC keys at a jwks_uri of its own choosing.
+  riscJwks: '/risc/jwks',
 } as const;
 
 // OAuth forms and control requests are tiny; anything larger is a client bug.
@@ -58,9 +61,13 @@ export class LocalOAuthServer implements ControlTarget {
   readonly endpoints: LocalOAuthEndpoints;
   /** The `iss` of every ID token this server mints unless tweaked. */
   readonly issuer: string = GOOGLE_ISSUER;
+  /** The `iss` of every Security Event Token this server signs unless told otherwise. */
+  readonly riscIssuer: string = GOOGLE_RISC_ISSUER;
 
   private readonly registry = new GrantRegistry();
   private readonly keys = new SigningKeyRing();
+  // Security Event Tokens have a key set of their own, as Google's RISC configuration names one.
+  private readonly riscKeys = new SigningKeyRing();
   private readonly faults = new FaultQueue();
   private readonly tokenContext: TokenEndpointContext;
   private readonly pendingDelays = new Set<NodeJS.Timeout>();
@@ -83,6 +90,7 @@ export class LocalOAuthServer implements ControlTarget {
       pemCertsUrl: this.url + PATHS.pemCerts,
       jwksUrl: this.url + PATHS.jwks,
       tokenInfoUrl: this.url + PATHS.tokenInfo,
+      riscJwksUrl: this.url + PATHS.riscJwks,
     };
     this.now = options.now ?? Date.now;
     this.codeTtlSeconds = requireAtLeast('codeTtlSeconds', options.codeTtlSeconds, 600, 1);
@@ -170,6 +178,19 @@ export class LocalOAuthServer implements ControlTarget {
     return token;
   }
 
+  /**
+   * Signs a Cross-Account Protection Security Event Token with the RISC key
+   * published at `endpoints.riscJwksUrl` (or spoiled as `options.signature` asks).
+   */
+  signSecurityEvent(options: SecurityEventTokenOptions): string {
+    return signSecurityEventToken(options, this.riscKeys, Math.floor(this.now() / 1000));
+  }
+
+  /** Makes a new RISC signing key current; the previous one stays published. */
+  rotateRiscSigningKeys(): void {
+    this.riscKeys.rotate();
+  }
+
   /** Queues a failure for the next `fault.times` requests to its endpoint. */
   injectFault(fault: FaultSpec): void {
     this.faults.add(fault);
@@ -234,6 +255,9 @@ export class LocalOAuthServer implements ControlTarget {
         return this.revoke(req, res, method, url);
       case PATHS.tokenInfo:
         return this.tokenInfo(req, res, url);
+      case PATHS.riscJwks:
+        if (method !== 'GET' && method !== 'HEAD') return writeJson(res, METHOD_NOT_ALLOWED);
+        return writeJson(res, { status: 200, body: this.riscKeys.jwks(), headers: { 'cache-control': `public, max-age=${this.certsMaxAgeSeconds}` } });
     }
     if (url.pathname.startsWith(CONTROL_PREFIX)) {
       const body = method === 'POST' ? await readBody(req, BODY_LIMIT_BYTES) : '';

@@ -123,4 +123,6 @@ export interface LocalOAuthEndpoints {
   jwksUrl: string;
   /** Access-token introspection, like https://oauth2.googleapis.com/tokeninfo. */
   tokenInfoUrl: string;
+  /** The RISC signing keys (JWK set) Security Event Tokens are signed with, like the `jwks_uri` of Google's RISC configuration. */
+  riscJwksUrl: string;
 }
