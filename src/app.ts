@@ -96,7 +96,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     port = await listen(server, config.host, config.port, tls ? mutualTls(tls) : ServerCredentials.createInsecure());
     // Kubelet's gRPC probes speak plaintext only: with mtls they need a port of their own.
     if (healthServer) healthPort = await listen(healthServer, config.host, config.healthPort ?? 0, ServerCredentials.createInsecure());
-    if (config.risc.port !== undefined) risc = await startRiscReceiver(config, firestore, store, broker, oauthClient.clientId, clock, logger);
+    if (config.risc.port !== undefined) risc = await startRiscReceiver(config, firestore, store, broker, oauthClient.clientId, clock, logger, metrics);
     if (prometheus) metricsServer = await MetricsServer.start(prometheus, config.host, config.metricsPort ?? 0, logger);
   } catch (err: unknown) {
     server.forceShutdown();
@@ -150,6 +150,7 @@ async function startRiscReceiver(
   serverClientId: string,
   clock: Clock,
   logger: Logger,
+  metrics: Metrics,
 ): Promise<RiscReceiver> {
   const keys = new RiscSigningKeys({
     url: config.risc.jwksUrl,
@@ -161,8 +162,8 @@ async function startRiscReceiver(
   });
   const audiences = [serverClientId, ...config.allowedAppClientIds];
   const verifier = new SecurityEventTokenVerifier(keys, { issuer: config.risc.issuer, audiences, maxFutureSkewMs: 5 * 60_000, clock });
-  const ledger = new FirestoreSecurityEventLedger(firestore, `${config.firestore.collection}_security_events`, clock, config.firestore.timeoutMs);
-  const processor = new SecurityEventProcessor({ grants: store, ledger, tokens: broker, clock, logger }, config.risc.issuer);
+  const ledger = new FirestoreSecurityEventLedger(firestore, `${config.firestore.collection}_security_events`, clock, config.firestore.timeoutMs, metrics);
+  const processor = new SecurityEventProcessor({ grants: store, ledger, tokens: broker, clock, logger, metrics }, config.risc.issuer);
   return RiscReceiver.start(config.host, config.risc.port ?? 0, { verifier, processor, logger }, { maxBodyBytes: 64 * 1024, requestTimeoutMs: 10_000 });
 }
 

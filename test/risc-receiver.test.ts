@@ -35,7 +35,7 @@ function httpRequest(port: number, options: { method?: string; path?: string; bo
 }
 
 describe('Cross-Account Protection (RISC) receiver', () => {
-  const stack = useStack({ env: { TOKENBROKER_RISC_PORT: '0' } });
+  const stack = useStack({ env: { TOKENBROKER_RISC_PORT: '0', TOKENBROKER_METRICS_PORT: '0' } });
 
   const riscPort = () => stack.app.riscPort as number;
 
@@ -57,6 +57,13 @@ describe('Cross-Account Protection (RISC) receiver', () => {
 
   function push(token: string, headers: Record<string, string> = { 'content-type': 'application/secevent+jwt' }) {
     return httpRequest(riscPort(), { body: token, headers });
+  }
+
+  /** tokenbroker_grants_marked_dead_total{reason="security_event"} as the stack's /metrics says now. */
+  async function deadBySecurityEvents(): Promise<number> {
+    const body = await (await fetch(`http://127.0.0.1:${stack.app.metricsPort as number}/metrics`)).text();
+    const line = body.split('\n').find((l) => l.startsWith('tokenbroker_grants_marked_dead_total{reason="security_event"}'));
+    return Number(line?.split(' ').pop() ?? NaN);
   }
 
   async function grantDoc(userId: string) {
@@ -82,9 +89,11 @@ describe('Cross-Account Protection (RISC) receiver', () => {
         await stack.client.getAccessToken({ userId: user.sub });
         await peer.client.getAccessToken({ userId: user.sub });
         stack.google.resetStats();
+        const deadBefore = await deadBySecurityEvents();
 
         const answer = await push(sign(accountEvent('tokens-revoked', user.sub)));
         expect(answer.status).to.equal(202);
+        expect(await deadBySecurityEvents()).to.equal(deadBefore + 1);
 
         const doc = await grantDoc(user.sub);
         expect(doc.status).to.equal('REAUTH_REQUIRED');

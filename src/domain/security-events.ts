@@ -1,4 +1,5 @@
 import type { Logger } from '../observability/logger';
+import { NO_METRICS, type Metrics } from '../observability/metrics';
 import type { Clock } from './clock';
 import type { GrantRecord, GrantSecurityEvent } from './grant';
 import type { GrantStore, SecurityEventLedger } from './ports';
@@ -98,6 +99,8 @@ export interface SecurityEventDeps {
   tokens: { dropTokens(userId: string): Promise<void> };
   clock: Clock;
   logger: Logger;
+  /** Counts the grants it marks dead (default: nothing recorded). */
+  metrics?: Metrics;
 }
 
 /**
@@ -200,6 +203,7 @@ export class SecurityEventProcessor {
       outcome = change.outcome;
       return change.grant;
     });
+    if (outcome === 'grant_marked_dead') (this.deps.metrics ?? NO_METRICS).grantMarkedDead('security_event');
     if (after && after.status === 'REAUTH_REQUIRED' && (outcome === 'grant_marked_dead' || outcome === 'grant_already_dead')) {
       await this.deps.tokens.dropTokens(userId);
     }

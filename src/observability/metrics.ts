@@ -105,6 +105,10 @@ export type FirestoreOperation =
   | 'revocation_record'
   | 'revocation_pending'
   | 'revocation_settle'
+  | 'revocation_announce_drop'
+  | 'grant_find_by_hash'
+  | 'security_event_seen'
+  | 'security_event_record'
   | 'other';
 
 /** Records nothing: for jobs, tests of single components, and any deployment without metrics. */

@@ -256,17 +256,32 @@ function answerBy<T>(deadline: Deadline, work: Promise<T>): Promise<T> {
 
 /** The credentials a call presents: its authorization metadata and, over mutual TLS, the client certificate's SANs. */
 function credentialsOf(call: ServerUnaryCall<unknown, unknown>): CallerCredentials {
-  const authorization = call.metadata.get('authorization')[0];
-  const forwarded = call.metadata.get('x-forwarded-client-cert');
-  return {
-    authorization: typeof authorization === 'string' ? authorization : undefined,
+  return new CallCredentials(call);
+}
+
+/**
+ * A call's credentials, each read from the call only when an authenticator
+ * asks for it: each authentication mode reads one of them, and the hot path
+ * should pay for nothing else (an object literal with an accessor cost half
+ * a kilobyte per call).
+ */
+class CallCredentials implements CallerCredentials {
+  constructor(private readonly call: ServerUnaryCall<unknown, unknown>) {}
+
+  get authorization(): string | undefined {
+    const value = this.call.metadata.get('authorization')[0];
+    return typeof value === 'string' ? value : undefined;
+  }
+
+  get forwardedClientCert(): string | undefined {
+    const forwarded = this.call.metadata.get('x-forwarded-client-cert');
     // Several headers are as suspect as several hops: only a single one counts.
-    forwardedClientCert: forwarded.length === 1 && typeof forwarded[0] === 'string' ? forwarded[0] : undefined,
-    // Read on demand: only the mutual-TLS authenticator needs it, and the hot path should not pay for it.
-    get peerSubjectAltName() {
-      return call.getAuthContext().sslPeerCertificate?.subjectaltname;
-    },
-  };
+    return forwarded.length === 1 && typeof forwarded[0] === 'string' ? forwarded[0] : undefined;
+  }
+
+  get peerSubjectAltName(): string | undefined {
+    return this.call.getAuthContext().sslPeerCertificate?.subjectaltname;
+  }
 }
 
 /** Milliseconds until the caller's deadline; Infinity when it set none. */

@@ -49,7 +49,7 @@ export class FirestoreGrantStore implements GrantStore {
   findByRefreshTokenHash(hash: string): Promise<string[]> {
     // An equality filter on one field needs no composite index; a hash
     // collision is not expected, so a handful of results is plenty.
-    return storeCall(this.timeoutMs, async () => {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'grant_find_by_hash'), async () => {
       const query = this.db.collection(this.collection).where('refresh_token_hash', '==', hash).select().limit(5);
       return (await query.get()).docs.map((doc) => doc.id);
     });

@@ -72,7 +72,7 @@ export class FirestoreRevocationLedger implements RevocationLedger {
       delete_after: Timestamp.fromMillis(now + SETTLED_KEEP_MS),
       awaiting_google: false,
     };
-    return storeCall(this.timeoutMs, async () => {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'revocation_announce_drop'), async () => {
       await this.db.collection(this.collection).doc(`drop-${userId}`).set(doc);
     });
   }

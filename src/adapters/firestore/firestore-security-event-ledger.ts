@@ -2,7 +2,8 @@ import { Timestamp, type Firestore } from '@google-cloud/firestore';
 import { createHash } from 'node:crypto';
 import type { Clock } from '../../domain/clock';
 import type { SecurityEventLedger } from '../../domain/ports';
-import { storeCall } from './store-call';
+import { NO_METRICS, type Metrics } from '../../observability/metrics';
+import { storeBudget, storeCall } from './store-call';
 
 /** How long a processed token's `jti` is remembered; a TTL policy on `expire_at` deletes it after. */
 export const SECURITY_EVENT_KEEP_MS = 30 * 24 * 3600_000;
@@ -21,15 +22,17 @@ export class FirestoreSecurityEventLedger implements SecurityEventLedger {
     private readonly collection: string,
     private readonly clock: Clock,
     private readonly timeoutMs: number,
+    /** Counts failed operations. */
+    private readonly metrics: Metrics = NO_METRICS,
   ) {}
 
   seen(jti: string): Promise<boolean> {
-    return storeCall(this.timeoutMs, async () => (await this.doc(jti).get()).exists);
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'security_event_seen'), async () => (await this.doc(jti).get()).exists);
   }
 
   record(jti: string, entry: { issuedAt: number; eventTypes: string[] }): Promise<boolean> {
     const now = this.clock.now();
-    return storeCall(this.timeoutMs, async () => {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'security_event_record'), async () => {
       try {
         await this.doc(jti).create({
           jti,
