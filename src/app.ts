@@ -70,7 +70,7 @@ export interface RunningApp {
  */
 export async function startApp(config: Config, overrides: AppOverrides = {}): Promise<RunningApp> {
   const clock = overrides.clock ?? systemClock;
-  const logger = createLogger(config.logLevel, overrides.logDestination);
+  const logger = createLogger(config.logLevel, overrides.logDestination, true);
 
   const policy = await readPolicy(config);
   const { oauthClient, keyset, tls } = await readSecrets(config);

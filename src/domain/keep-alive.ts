@@ -4,7 +4,7 @@ import type { Clock } from './clock';
 import type { GrantRecord } from './grant';
 import type { GrantStore } from './ports';
 import type { TokenBroker } from './token-broker';
-import { forEachUserId } from './user-pages';
+import { forEachGrant } from './user-pages';
 
 /** What {@link keepGrantsAlive} does and where it starts. */
 export interface KeepAliveOptions {
@@ -49,21 +49,21 @@ export async function keepGrantsAlive(
   const cutoff = clock.now() - options.unusedForMs;
   const spacingMs = 1000 / options.refreshesPerSecond;
   let nextSlot = performance.now();
-  await forEachUserId(
+  await forEachGrant(
     store,
     options,
-    async (userId) => {
+    async (listed) => {
+      const { userId } = listed;
       report.scanned += 1;
       report.lastUserId = userId;
-      let grant: GrantRecord | undefined;
-      try {
-        grant = await store.get(userId);
-      } catch (err: unknown) {
+      if ('error' in listed) {
         report.failed += 1;
-        logger.warn({ event: 'keep_alive_failed', userId, code: isBrokerError(err) ? err.code : 'unknown' }, 'a grant could not be read');
+        logger.warn({ event: 'keep_alive_failed', userId, code: isBrokerError(listed.error) ? listed.error.code : 'unknown' }, 'a grant could not be read');
         return;
       }
-      if (!grant || grant.status !== 'ACTIVE' || lastUse(grant) > cutoff) return;
+      // Due as listed; the refresh reads the grant again before it acts.
+      const { grant } = listed;
+      if (grant.status !== 'ACTIVE' || lastUse(grant) > cutoff) return;
       report.due += 1;
       const wait = nextSlot - performance.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));

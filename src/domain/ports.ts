@@ -20,6 +20,12 @@ export interface GrantStore {
   update(userId: string, mutate: GrantMutation): Promise<{ before: GrantRecord | undefined; after: GrantRecord | undefined }>;
   /** Up to `limit` stored user IDs in ascending order, starting after `after` (from the start when undefined). */
   listUserIds(after: string | undefined, limit: number): Promise<string[]>;
+  /**
+   * Like {@link listUserIds}, with each grant as stored (one query for the
+   * page, no read per grant); a document that no longer fits the schema
+   * comes with its decoding error instead.
+   */
+  listGrants(after: string | undefined, limit: number): Promise<ListedGrant[]>;
   /** Deletes the user's grant; deleting an absent one succeeds. */
   delete(userId: string): Promise<void>;
   /**
@@ -191,6 +197,9 @@ export interface ExchangeLedger {
   /** The live record of `codeHash`, if any. */
   get(codeHash: string): Promise<ExchangeRecord | undefined>;
 }
+
+/** One grant of a {@link GrantStore.listGrants} page. */
+export type ListedGrant = { userId: string; grant: GrantRecord } | { userId: string; error: unknown };
 
 /**
  * Security Event Tokens already processed, by `jti`, shared by every

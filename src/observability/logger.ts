@@ -27,15 +27,16 @@ const SEVERITY: Record<string, string> = { trace: 'DEBUG', debug: 'DEBUG', info:
  * Builds the JSON logger: one object per line on `destination` (stdout by
  * default), with `severity` as Google Cloud Logging reads it.
  *
- * Stdout is written asynchronously and in batches: lines gather until 8 KiB
- * are waiting or 250 ms have passed, so the line every call writes costs a
- * buffer append instead of a system call (one write per line took a quarter
- * of the hot path's CPU under load). What is still buffered is written
- * synchronously when the process exits, so the last lines before an exit
- * survive; a process killed outright (SIGKILL, out of memory) loses at most
- * the last 250 ms of lines.
+ * Stdout is written asynchronously. With `batched` (the server) lines
+ * gather until 8 KiB are waiting or 250 ms have passed, so the line every
+ * call writes costs a buffer append instead of a system call (one write per
+ * line took a quarter of the hot path's CPU under load); a process killed
+ * outright (SIGKILL, out of memory) then loses at most the last 250 ms of
+ * lines. The jobs write each line at once, in order with the report they
+ * print. Whatever is still buffered is written synchronously when the
+ * process exits, so the last lines before an exit survive.
  */
-export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
+export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream, batched = false): Logger {
   const options = {
     level,
     base: undefined,
@@ -44,7 +45,7 @@ export function createLogger(level: LogLevel, destination?: NodeJS.WritableStrea
     formatters: { level: (label: string) => ({ severity: SEVERITY[label] ?? 'DEFAULT' }) },
   };
   if (destination) return pino(options, destination);
-  const stdout = pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES, periodicFlush: BATCH_MS });
+  const stdout = pino.destination(batched ? { dest: 1, sync: false, minLength: BATCH_BYTES, periodicFlush: BATCH_MS } : { dest: 1, sync: false });
   process.once('exit', () => {
     try {
       stdout.flushSync();

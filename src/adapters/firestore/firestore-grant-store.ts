@@ -1,6 +1,6 @@
 import { FieldPath, type Firestore } from '@google-cloud/firestore';
 import type { GrantRecord } from '../../domain/grant';
-import type { GrantMutation, GrantStore } from '../../domain/ports';
+import type { GrantMutation, GrantStore, ListedGrant } from '../../domain/ports';
 import { grantFromDocument, grantToDocument } from './grant-document';
 import { NO_METRICS, type Metrics } from '../../observability/metrics';
 import { storeBudget, storeCall } from './store-call';
@@ -37,6 +37,20 @@ export class FirestoreGrantStore implements GrantStore {
       let query = this.db.collection(this.collection).orderBy(FieldPath.documentId()).select().limit(limit);
       if (after !== undefined) query = query.startAfter(after);
       return (await query.get()).docs.map((doc) => doc.id);
+    });
+  }
+
+  listGrants(after: string | undefined, limit: number): Promise<ListedGrant[]> {
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'grant_list'), async () => {
+      let query = this.db.collection(this.collection).orderBy(FieldPath.documentId()).limit(limit);
+      if (after !== undefined) query = query.startAfter(after);
+      return (await query.get()).docs.map((doc): ListedGrant => {
+        try {
+          return { userId: doc.id, grant: grantFromDocument(doc.id, doc.data()) };
+        } catch (err: unknown) {
+          return { userId: doc.id, error: err };
+        }
+      });
     });
   }
 
