@@ -15,13 +15,10 @@ import {
 } from '../src/gen/tokenbroker/v1/token_broker';
 import { issuedSecrets, leakedSecrets } from './support/log-capture';
 import { RawGrpcClient } from './support/raw-grpc-client';
+import { anyString, concatBytes, digits, hugeString, INVALID_UTF8, MAX_REQUEST_BYTES, nastyChar, USER_ID, utf8 } from './support/input-arbitraries';
 import { useStack } from './support/stack';
 
 // The contract of RevokeUser and GetGrantStatus, as the README states it.
-/** Largest request the server reads; larger ones are RESOURCE_EXHAUSTED. */
-const MAX_REQUEST_BYTES = 64 * 1024;
-/** user_id: 1-255 decimal digits. */
-const USER_ID = /^[0-9]{1,255}$/;
 
 type Rpc = 'RevokeUser' | 'GetGrantStatus';
 const RPCS: readonly Rpc[] = ['RevokeUser', 'GetGrantStatus'];
@@ -86,28 +83,6 @@ function expected(rpc: Rpc, userId: string, size: number, world: World): Outcome
 // ---------------------------------------------------------------------------
 // Arbitraries
 
-/** Any UTF-16 code unit, lone surrogates included. */
-const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
-/** Characters that tend to break parsers, paths, logs and Firestore document IDs. */
-const nastyChar = fc.oneof(
-  fc.integer({ min: 0, max: 0x1f }).map((c) => String.fromCharCode(c)),
-  fc.constantFrom('\x7f', '\u0085', '\u00a0', '\u200b', '\u2028', '\ufeff', '\ufffd', '\ud800', '\udfff', '\u{1f600}'),
-  fc.constantFrom(' ', '/', '.', '..', '%', '%00', '\\', '"', "'", '__', '__.*__', '*', '#', '?', '$'),
-  fc.constantFrom('０', '١', '۹', '߀', '𝟎', '¹'),
-);
-
-function anyString(maxLength = 40): fc.Arbitrary<string> {
-  return fc.oneof(
-    fc.string({ unit: 'binary', maxLength }),
-    fc.string({ unit: codeUnit, maxLength }),
-    fc.string({ unit: nastyChar, maxLength }),
-    fc.string({ unit: 'grapheme', maxLength }),
-  );
-}
-
-function digits(minLength: number, maxLength: number): fc.Arbitrary<string> {
-  return fc.string({ unit: fc.constantFrom(...'0123456789'), minLength, maxLength });
-}
 
 /** `id` with a character or two of noise around it: never a valid ID. */
 function decorated(id: fc.Arbitrary<string>): fc.Arbitrary<string> {
@@ -134,16 +109,7 @@ function userIds(rpc: Rpc, world: World): fc.Arbitrary<string> {
   );
 }
 
-/** 2,000 to 70,000 UTF-8 bytes of one repeated character: across the 64 KiB limit. */
-const hugeString = fc
-  .tuple(fc.constantFrom('7', 'x', 'é', '€', '\u{1f600}', '\u0000'), fc.integer({ min: 2_000, max: 70_000 }))
-  .map(([unit, bytes]) => unit.repeat(Math.ceil(bytes / Buffer.byteLength(unit))));
 
-/** Byte sequences that are not UTF-8 (stray continuation bytes, overlong and truncated forms, surrogates, beyond U+10FFFF). */
-const INVALID_UTF8: readonly number[][] = [[0xff], [0x80], [0xc0, 0xb1], [0xe0, 0x80, 0xb1], [0xc3], [0xf0, 0x9f, 0x98], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80]];
-
-const utf8 = (text: string): Uint8Array => Uint8Array.from(Buffer.from(text, 'utf8'));
-const concatBytes = (parts: readonly Uint8Array[]): Uint8Array => Uint8Array.from(Buffer.concat(parts));
 
 /** A user_id field whose bytes hold at least one invalid UTF-8 sequence between digits or known IDs. */
 function invalidUtf8Requests(world: World): fc.Arbitrary<Uint8Array> {
