@@ -1,7 +1,8 @@
 import { sign } from 'node:crypto';
 import type { SigningKey } from './signing-keys';
 
-function base64UrlJson(value: unknown): string {
+/** `value` as JSON, base64url-encoded: one JWT segment. */
+export function base64UrlJson(value: unknown): string {
   return Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
 }
 

@@ -1,5 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { signRs256, tamperSignature } from './jwt';
+import { signWithMode } from './id-token';
+import { base64UrlJson } from './jwt';
 import type { SigningKey, SigningKeyRing } from './signing-keys';
 
 /** The `iss` of Google's Security Event Tokens, as its RISC configuration names it. */
@@ -30,10 +31,6 @@ export interface SecurityEventTokenOptions {
   signature?: SecurityEventSignature;
 }
 
-function base64UrlJson(value: unknown): string {
-  return Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
-}
-
 /** Signs a Security Event Token the way Google's Cross-Account Protection does (or spoiled as asked). */
 export function signSecurityEventToken(options: SecurityEventTokenOptions, keys: SigningKeyRing, nowSeconds: number): string {
   const claims = {
@@ -43,18 +40,10 @@ export function signSecurityEventToken(options: SecurityEventTokenOptions, keys:
     jti: options.jti ?? randomUUID().replace(/-/g, ''),
     events: options.events,
   };
-  switch (options.signature ?? 'valid') {
-    case 'valid':
-      return signRs256(claims, keys.current());
-    case 'tampered':
-      return tamperSignature(signRs256(claims, keys.current()));
-    case 'unknown-kid':
-      return signRs256(claims, keys.unknown());
-    case 'alg-none':
-      return `${base64UrlJson({ alg: 'none', typ: 'secevent+jwt' })}.${base64UrlJson(claims)}.`;
-    case 'hs256-public-key':
-      return signHs256WithPublicKey(claims, keys.current());
-  }
+  const signature = options.signature ?? 'valid';
+  if (signature === 'alg-none') return `${base64UrlJson({ alg: 'none', typ: 'secevent+jwt' })}.${base64UrlJson(claims)}.`;
+  if (signature === 'hs256-public-key') return signHs256WithPublicKey(claims, keys.current());
+  return signWithMode(claims, keys, signature);
 }
 
 function signHs256WithPublicKey(claims: Record<string, unknown>, key: SigningKey): string {
