@@ -1,5 +1,5 @@
 import { Firestore, type Settings } from '@google-cloud/firestore';
-import { SecretManagerServiceClient } from '@google-cloud/secret-manager';
+import type { SecretManagerServiceClient } from '@google-cloud/secret-manager';
 import { credentials, ServerCredentials } from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { OAuth2Client } from 'google-auth-library';
@@ -35,7 +35,7 @@ import { describeError } from './observability/describe-error';
 import { createLogger, type Logger } from './observability/logger';
 import { NO_METRICS, type Metrics } from './observability/metrics';
 import { MetricsServer } from './observability/metrics-server';
-import { PrometheusMetrics } from './observability/prometheus-metrics';
+import type { PrometheusMetrics } from './observability/prometheus-metrics';
 import { startTracing } from './observability/tracing';
 import { createGrpcServer, healthOnlyServer, listen, SERVICE_NAME, shutdown } from './transport/grpc-server';
 import { mutualTls, parseTlsMaterial } from './transport/tls';
@@ -76,7 +76,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   const { oauthClient, keyset, tls } = await readSecrets(config);
   const firestore = new Firestore(firestoreSettings(config));
   // Metrics are recorded only when something serves them.
-  const prometheus = config.metricsPort === undefined ? undefined : new PrometheusMetrics();
+  const prometheus = config.metricsPort === undefined ? undefined : prometheusMetrics();
   const metrics = prometheus ?? NO_METRICS;
   const tracing = startTracing(config.tracing);
   const { broker, revocations, store } = buildBroker(config, firestore, oauthClient, new Sealer(keyset), clock, logger, metrics, tracing.tracer);
@@ -320,7 +320,7 @@ async function readSecrets(config: Config) {
   const tlsRefs = config.callers.mode === 'mtls' ? config.callers.tls : undefined;
   const refs = [config.secrets.oauthClientRef, config.secrets.keysetRef, ...(tlsRefs ? [tlsRefs.certRef, tlsRefs.keyRef, tlsRefs.clientCaRef] : [])];
   const needsSecretManager = refs.some((ref) => !ref.startsWith('file:'));
-  const client = needsSecretManager ? new SecretManagerServiceClient(secretManagerOptions(config)) : undefined;
+  const client = needsSecretManager ? secretManagerClient(config) : undefined;
   const source = new SecretManagerSource(client, { timeoutMs: config.secrets.timeoutMs });
   try {
     const [clientJson, keysetJson, cert, key, clientCa] = await Promise.all(refs.map((ref) => source.read(ref)));
@@ -332,6 +332,21 @@ async function readSecrets(config: Config) {
   } finally {
     await client?.close();
   }
+}
+
+// Loaded on demand: a deployment reading its secrets from files, or serving
+// no metrics, does not pay for loading the package at start (cold start).
+
+function secretManagerClient(config: Config): SecretManagerServiceClient {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- see above
+  const { SecretManagerServiceClient } = require('@google-cloud/secret-manager') as typeof import('@google-cloud/secret-manager');
+  return new SecretManagerServiceClient(secretManagerOptions(config));
+}
+
+function prometheusMetrics(): PrometheusMetrics {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- see above
+  const { PrometheusMetrics } = require('./observability/prometheus-metrics') as typeof import('./observability/prometheus-metrics');
+  return new PrometheusMetrics();
 }
 
 function secretManagerOptions(config: Config) {
