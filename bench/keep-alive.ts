@@ -12,7 +12,7 @@ import path from 'node:path';
 import { Firestore } from '@google-cloud/firestore';
 import { parseKeyset } from '../src/crypto/keyset';
 import { Sealer } from '../src/crypto/sealer';
-import { stopAllChildren } from './lib/processes';
+import { Cleanup } from './lib/cleanup';
 import { BenchStack } from './lib/stack';
 import { renderKeepAlive, type KeepAliveBenchResults } from './keep-alive/render';
 import { runKeepAliveJob, type JobRun } from './keep-alive/run-job';
@@ -41,18 +41,7 @@ function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-const cleanup: Array<() => Promise<void> | void> = [];
-
-async function runCleanup(): Promise<void> {
-  for (const step of cleanup.splice(0).reverse()) {
-    try {
-      await step();
-    } catch (err: unknown) {
-      say(`cleanup step failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  await stopAllChildren();
-}
+const cleanup = new Cleanup();
 
 async function main(): Promise<number> {
   const wallStart = performance.now();
@@ -172,7 +161,7 @@ const abort = (why: string, code: number) => {
   if (finished) return;
   finished = true;
   say(`\n${why}: stopping everything the bench started...`);
-  void runCleanup().finally(() => process.exit(code));
+  void cleanup.run(say).finally(() => process.exit(code));
 };
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => abort(signal, 130));
 const budget = setTimeout(() => abort(`over the ${SETTINGS.budgetSeconds} s budget (KEEPALIVE_BUDGET_SECONDS)`, 1), SETTINGS.budgetSeconds * 1000 + 30_000);
@@ -189,6 +178,6 @@ main()
   .then(async (code) => {
     if (finished) return;
     finished = true;
-    await runCleanup();
+    await cleanup.run(say);
     process.exit(code);
   });

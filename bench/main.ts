@@ -19,7 +19,8 @@ import { FirestoreProxy, type FirestoreCounts } from './lib/firestore-proxy';
 import { GcTrace } from './lib/gc-trace';
 import { foreignCpu, load1, machineCpu } from './lib/machine-load';
 import { findH2load, probe, runLoad, type LoadResult, type LoadShape, type LoadTarget } from './lib/h2load';
-import { ManagedChild, stopAllChildren } from './lib/processes';
+import { ManagedChild } from './lib/processes';
+import { Cleanup } from './lib/cleanup';
 import { frame, grpcHeaders, rawUnaryOnce, unframe } from './lib/raw-grpc';
 import { renderMarkdown, renderMemory, renderSvg, type BenchResults, type CaseRow, type Diagnosis, type TargetRow } from './lib/report';
 import {
@@ -82,22 +83,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-const cleanup: Array<() => Promise<void> | void> = [];
-
-async function runCleanup(): Promise<void> {
-  for (const step of cleanup.splice(0).reverse()) {
-    try {
-      await step();
-    } catch (err: unknown) {
-      say(`cleanup step failed: ${message(err)}`);
-    }
-  }
-  await stopAllChildren();
-}
+const cleanup = new Cleanup();
 
 function machine() {
   let nproc = String(cpus().length);
@@ -878,7 +864,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     if (finished) return;
     finished = true;
     say(`\n${signal}: stopping everything the bench started...`);
-    void runCleanup().finally(() => process.exit(130));
+    void cleanup.run(say).finally(() => process.exit(130));
   });
 }
 
@@ -892,6 +878,6 @@ main()
   )
   .then(async (code) => {
     finished = true;
-    await runCleanup();
+    await cleanup.run(say);
     process.exit(code);
   });
