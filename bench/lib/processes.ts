@@ -51,6 +51,17 @@ export function freePort(): Promise<number> {
   });
 }
 
+const NEWLINE = 0x0a;
+const NEWLINE_BYTES = Buffer.from('\n');
+const AUDIT_MARKER = Buffer.from('"event":"token_issued"');
+
+/** How often `needle` occurs in `haystack` (native search, no decoding). */
+function occurrences(haystack: Buffer, needle: Buffer): number {
+  let count = 0;
+  for (let at = haystack.indexOf(needle); at !== -1; at = haystack.indexOf(needle, at + needle.length)) count += 1;
+  return count;
+}
+
 export class ManagedChild {
   /** Lines on stdout containing "event":"token_issued" (the broker's audit line). */
   tokenIssuedLines = 0;
@@ -67,17 +78,23 @@ export class ManagedChild {
     readonly name: string,
     readonly proc: ChildProcess,
   ) {
-    let partial = '';
-    proc.stdout?.setEncoding('utf8');
-    proc.stdout?.on('data', (chunk: string) => {
+    // Reading the service's stdout must cost this process (which shares the
+    // machine's cores with what it measures) as little as possible: audit
+    // lines are counted in the raw bytes, and only chunks holding other
+    // lines are decoded and split.
+    let partial = Buffer.alloc(0);
+    proc.stdout?.on('data', (chunk: Buffer) => {
       this.stdoutBytes += chunk.length;
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) {
-        if (line.includes('"event":"token_issued"')) {
-          this.tokenIssuedLines += 1;
-          continue;
-        }
+      const data = partial.length > 0 ? Buffer.concat([partial, chunk]) : chunk;
+      const end = data.lastIndexOf(NEWLINE) + 1;
+      partial = Buffer.from(data.subarray(end));
+      if (end === 0) return;
+      const complete = data.subarray(0, end);
+      const audit = occurrences(complete, AUDIT_MARKER);
+      this.tokenIssuedLines += audit;
+      if (audit === occurrences(complete, NEWLINE_BYTES)) return;
+      for (const line of complete.toString('utf8').split('\n')) {
+        if (line.length === 0 || line.includes('"event":"token_issued"')) continue;
         this.keep(this.recent, line);
         for (const waiter of this.lineWaiters) waiter(line);
       }
