@@ -1,6 +1,5 @@
 import { expect } from 'chai';
-import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -24,10 +23,9 @@ import {
   type Instruction,
   type Stage,
 } from './support/dockerfile';
-import { firestoreEmulator } from './support/global-fixtures';
+import { brokerProcessEnv } from './support/broker-process-env';
 import { capturedLogLines, issuedSecrets } from './support/log-capture';
 import { runCommand, SpawnedProcess } from './support/processes';
-import { APP_CLIENT_ID, SERVER_CLIENT_ID } from './support/stack';
 
 // There is no Docker engine on the developers' machines or CI: this suite
 // checks the Dockerfile as written, then reproduces its stages in temporary
@@ -296,32 +294,9 @@ describe('Dockerfile (checked and reproduced without a Docker engine)', () => {
       appDir = folders.get(final) ?? '';
       console.log(`      (reproduced the image's stages in ${((Date.now() - started) / 1000).toFixed(1)} s: ${timings.join(', ')})`);
 
-      const clientSecret = `GOCSPX-${randomBytes(18).toString('base64url')}`;
-      const key = randomBytes(32).toString('base64');
-      issuedSecrets.add(clientSecret);
-      issuedSecrets.add(key);
-      google = await LocalOAuthServer.start({ clientId: SERVER_CLIENT_ID, clientSecret, appClientIds: [APP_CLIENT_ID] });
-      const secrets = path.join(work, 'secrets');
-      mkdirSync(secrets);
-      writeFileSync(path.join(secrets, 'client.json'), JSON.stringify({ web: { client_id: SERVER_CLIENT_ID, client_secret: clientSecret } }), { mode: 0o600 });
-      writeFileSync(path.join(secrets, 'keyset.json'), JSON.stringify({ primary: 'k1', keys: [{ id: 'k1', key }] }), { mode: 0o600 });
-      serviceEnv = {
-        TOKENBROKER_LISTEN_HOST: '127.0.0.1',
-        PORT: '0',
-        METADATA_SERVER_DETECTION: 'none',
-        GOOGLE_CLOUD_PROJECT: firestoreEmulator().projectId,
-        FIRESTORE_EMULATOR_HOST: firestoreEmulator().host,
-        TOKENBROKER_FIRESTORE_COLLECTION: `image_${randomBytes(4).toString('hex')}`,
-        TOKENBROKER_OAUTH_CLIENT_SECRET: `file:${secrets}/client.json`,
-        TOKENBROKER_ENCRYPTION_KEYSET: `file:${secrets}/keyset.json`,
-        TOKENBROKER_GOOGLE_TOKEN_URL: google.endpoints.tokenUrl,
-        TOKENBROKER_GOOGLE_REVOKE_URL: google.endpoints.revokeUrl,
-        TOKENBROKER_GOOGLE_CERTS_URL: google.endpoints.pemCertsUrl,
-        TOKENBROKER_ID_TOKEN_ISSUERS: google.issuer,
-        TOKENBROKER_ALLOWED_APP_CLIENT_IDS: APP_CLIENT_ID,
-        TOKENBROKER_CALLER_AUTH: 'insecure-none',
-        TOKENBROKER_SHUTDOWN_GRACE_MS: '1000',
-      };
+      const child = await brokerProcessEnv(path.join(work, 'secrets'), 'image');
+      google = child.google;
+      serviceEnv = { ...child.env, TOKENBROKER_SHUTDOWN_GRACE_MS: '1000' };
     });
 
     after(async () => {

@@ -1,16 +1,15 @@
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isServiceError } from '../src/client/error-info';
 import { TokenBrokerClient } from '../src/client/token-broker-client';
 import { LocalOAuthServer } from '../src/local/oauth-server';
-import { firestoreEmulator } from './support/global-fixtures';
+import { brokerProcessEnv } from './support/broker-process-env';
 import { capturedLogLines, issuedSecrets } from './support/log-capture';
-import { APP_CLIENT_ID, SERVER_CLIENT_ID, SIGN_IN_SCOPES } from './support/stack';
+import { APP_CLIENT_ID, SIGN_IN_SCOPES } from './support/stack';
 import { waitFor } from './support/wait-for';
 
 const ROOT = path.resolve(__dirname, '..');
@@ -55,29 +54,8 @@ describe('shutdown on SIGTERM (spawned broker process)', function () {
   let env: Record<string, string>;
 
   before(async () => {
-    const clientSecret = `GOCSPX-${randomBytes(18).toString('base64url')}`;
-    const key = randomBytes(32).toString('base64');
-    issuedSecrets.add(clientSecret);
-    issuedSecrets.add(key);
-    google = await LocalOAuthServer.start({ clientId: SERVER_CLIENT_ID, clientSecret, appClientIds: [APP_CLIENT_ID] });
     dir = mkdtempSync(path.join(tmpdir(), 'tokenbroker-shutdown-'));
-    writeFileSync(path.join(dir, 'client.json'), JSON.stringify({ web: { client_id: SERVER_CLIENT_ID, client_secret: clientSecret } }), { mode: 0o600 });
-    writeFileSync(path.join(dir, 'keyset.json'), JSON.stringify({ primary: 'k1', keys: [{ id: 'k1', key }] }), { mode: 0o600 });
-    env = {
-      TOKENBROKER_LISTEN_HOST: '127.0.0.1',
-      PORT: '0',
-      GOOGLE_CLOUD_PROJECT: firestoreEmulator().projectId,
-      FIRESTORE_EMULATOR_HOST: firestoreEmulator().host,
-      TOKENBROKER_FIRESTORE_COLLECTION: `shutdown_${randomBytes(4).toString('hex')}`,
-      TOKENBROKER_OAUTH_CLIENT_SECRET: `file:${dir}/client.json`,
-      TOKENBROKER_ENCRYPTION_KEYSET: `file:${dir}/keyset.json`,
-      TOKENBROKER_GOOGLE_TOKEN_URL: google.endpoints.tokenUrl,
-      TOKENBROKER_GOOGLE_REVOKE_URL: google.endpoints.revokeUrl,
-      TOKENBROKER_GOOGLE_CERTS_URL: google.endpoints.pemCertsUrl,
-      TOKENBROKER_ID_TOKEN_ISSUERS: google.issuer,
-      TOKENBROKER_ALLOWED_APP_CLIENT_IDS: APP_CLIENT_ID,
-      TOKENBROKER_CALLER_AUTH: 'insecure-none',
-    };
+    ({ google, env } = await brokerProcessEnv(dir, 'shutdown'));
   });
   after(async () => {
     for (const secret of google.issuedSecrets()) issuedSecrets.add(secret);

@@ -14,10 +14,14 @@ import {
   Metadata,
   Server,
   ServerCredentials,
+  type ClientDuplexStream,
+  type ClientReadableStream,
   type handleBidiStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   type MethodDefinition,
+  type ServerDuplexStream,
+  type ServerWritableStream,
   type ServiceError,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
@@ -168,43 +172,43 @@ function handlerFor(
   if (!shape.requestStream) {
     const serverStream: handleServerStreamingCall<Buffer, Buffer> = (call) => {
       const startMs = performance.now();
-      let responses = 0;
       const up = upstream.makeServerStreamRequest(methodPath, passthrough, passthrough, call.request, forwardedMetadata(call.metadata), deadlineOf(call));
-      call.on('cancelled', () => up.cancel());
-      up.on('data', (message: Buffer) => {
-        responses += 1;
-        call.write(message);
-      });
-      up.on('error', (err: ServiceError) => {
-        record({ method, startMs, endMs: performance.now(), responses, code: err.code });
-        call.emit('error', err);
-      });
-      up.on('end', () => {
-        record({ method, startMs, endMs: performance.now(), responses, code: 0 });
-        call.end();
-      });
+      relayResponses(up, call, (responses, code) => record({ method, startMs, endMs: performance.now(), responses, code }));
     };
     return serverStream;
   }
   const bidi: handleBidiStreamingCall<Buffer, Buffer> = (call) => {
     const startMs = performance.now();
-    let responses = 0;
     const up = upstream.makeBidiStreamRequest(methodPath, passthrough, passthrough, forwardedMetadata(call.metadata), deadlineOf(call));
     call.on('data', (message: Buffer) => up.write(message));
     call.on('end', () => up.end());
-    call.on('cancelled', () => up.cancel());
-    up.on('data', (message: Buffer) => {
-      responses += 1;
-      call.write(message);
-    });
-    up.on('error', (err: ServiceError) => {
-      record({ method, startMs, endMs: performance.now(), responses, code: err.code });
-      call.emit('error', err);
-    });
-    up.on('end', () => {
-      record({ method, startMs, endMs: performance.now(), responses, code: 0 });
-      call.end();
-    });
+    relayResponses(up, call, (responses, code) => record({ method, startMs, endMs: performance.now(), responses, code }));
   };
   return bidi;
+}
+
+/**
+ * Relays the upstream call's responses to the caller's call, and its end or
+ * error; `done` gets the count of responses and the final code. Cancelling
+ * the caller's call cancels the upstream one.
+ */
+function relayResponses(
+  up: ClientReadableStream<Buffer> | ClientDuplexStream<Buffer, Buffer>,
+  call: ServerWritableStream<Buffer, Buffer> | ServerDuplexStream<Buffer, Buffer>,
+  done: (responses: number, code: number) => void,
+): void {
+  let responses = 0;
+  call.on('cancelled', () => up.cancel());
+  up.on('data', (message: Buffer) => {
+    responses += 1;
+    call.write(message);
+  });
+  up.on('error', (err: ServiceError) => {
+    done(responses, err.code);
+    call.emit('error', err);
+  });
+  up.on('end', () => {
+    done(responses, 0);
+    call.end();
+  });
 }

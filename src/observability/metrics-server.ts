@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeHttp, listenHttp } from '../transport/http-server';
 import type { Logger } from './logger';
 import type { PrometheusMetrics } from './prometheus-metrics';
 
@@ -41,20 +41,11 @@ export class MetricsServer {
     });
     // A scraper keeps its connection open between scrapes; closing must not wait for it.
     server.keepAliveTimeout = 65_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return new MetricsServer(server, (server.address() as AddressInfo).port);
+    return new MetricsServer(server, await listenHttp(server, host, port));
   }
 
   /** Stops listening and drops open scrape connections. */
-  async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeAllConnections();
-    await closed;
+  close(): Promise<void> {
+    return closeHttp(this.server);
   }
 }

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeHttp, listenHttp } from '../../transport/http-server';
 import { isBrokerError } from '../../domain/broker-error';
 import type { ProcessResult, VerifiedSecurityEventToken } from '../../domain/security-events';
 import { describeError } from '../../observability/describe-error';
@@ -53,22 +53,12 @@ export class RiscReceiver {
         reply(res, 500, { err: 'internal_error', description: 'internal error' });
       });
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return new RiscReceiver(server, (server.address() as AddressInfo).port);
+    return new RiscReceiver(server, await listenHttp(server, host, port));
   }
 
   /** Stops accepting requests and closes every connection. */
   close(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-    });
+    return closeHttp(this.server);
   }
 }
 
