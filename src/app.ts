@@ -178,13 +178,15 @@ function buildBroker(
   metrics: Metrics = NO_METRICS,
   tracer?: Tracer,
 ) {
-  const store = new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs, metrics);
+  const exchanges = new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs, metrics);
+  // The store commits each sign-in's grant and its ledger record together.
+  const store = new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs, metrics, exchanges);
   const revocations = revocationLedger(firestore, config, clock, metrics);
   const broker = new TokenBroker(
     {
       store,
       shared: new FirestoreSharedTokenStore(firestore, `${config.firestore.collection}_access_tokens`, config.firestore.timeoutMs, metrics),
-      exchanges: new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs, metrics),
+      exchanges,
       revocations,
       oauth: googleOAuthClient(config, oauthClient, clock, logger, metrics, tracer),
       sealer,

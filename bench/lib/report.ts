@@ -109,15 +109,7 @@ export function renderMarkdown(r: BenchResults): string {
   lines.push('|---:|---:|---:|---:|---:|---:|---:|');
   r.pairs.forEach((p, i) => lines.push(`| ${i + 1} | ${thousands(p.echoRps)} | ${thousands(p.brokerRps)} | ${f(p.ratio, 3)} | ${f(p.echoP99Ms, 2)} | ${f(p.brokerP99Ms, 2)} | ${f(p.p99Ratio, 2)} |`));
   lines.push('');
-  const e = r.exchange;
-  const x = (k: string) => e[k] ?? NaN;
-  lines.push(
-    `ExchangeCode (${x('samples')} sequential sign-ins on an idle broker): end to end p50 ${f(x('totalP50Ms'))} ms (p99 ${f(x('totalP99Ms'))}); waiting on Google + Firestore p50 ${f(x('waitP50Ms'))} ms ` +
-      `(Google ${f(x('googleP50Ms'))} ms over ${x('googleCallsPerExchange')} request, Firestore ${f(x('firestoreP50Ms'))} ms over ${x('firestoreCallsPerExchange')} RPCs); ours p50 ${f(x('overheadP50Ms'))} ms, p90 ${f(x('overheadP90Ms'))} ms. ` +
-      `The proxies' own hops (measured: ${f(x('firestoreProxyHopMs'))} ms per Firestore RPC, ${f(x('oauthProxyHopMs'))} ms per HTTP request) leave ${f(x('overheadCorrectedP50Ms'))} ms. ` +
-      `"Ours" still includes the client and the gRPC round trip (a cached GetAccessToken from the same client: ${f(x('cachedGetAccessTokenRttP50Ms'))} ms p50). ` +
-      `The broker itself spent ${f(x('brokerMainThreadCpuMsPerExchange'), 1)} ms of event-loop CPU per sign-in (${f(x('brokerCpuMsPerExchange'), 1)} ms all threads, /proc).`,
-  );
+  lines.push(renderExchange(r.exchange));
   lines.push('');
   lines.push(renderMemory(r.memory));
   lines.push('');
@@ -218,4 +210,16 @@ export function renderSvg(r: BenchResults): string {
   });
   out.push('</svg>');
   return `${out.join('\n')}\n`;
+}
+
+/** The ExchangeCode paragraph: end to end, waiting, ours, the proxies' hops, the broker's CPU. */
+export function renderExchange(e: Record<string, number>): string {
+  const x = (k: string) => e[k] ?? NaN;
+  return (
+    `ExchangeCode (${x('samples')} sequential sign-ins on an idle broker): end to end p50 ${f(x('totalP50Ms'))} ms (p99 ${f(x('totalP99Ms'))}); waiting on Google + Firestore p50 ${f(x('waitP50Ms'))} ms ` +
+      `(Google ${f(x('googleP50Ms'))} ms over ${x('googleCallsPerExchange')} request, Firestore ${f(x('firestoreP50Ms'))} ms over ${x('firestoreCallsPerExchange')} RPCs); ours p50 ${f(x('overheadP50Ms'))} ms, p90 ${f(x('overheadP90Ms'))} ms. ` +
+      `The proxies' own hops (measured: ${f(x('firestoreProxyHopMs'))} ms per Firestore RPC, ${f(x('oauthProxyHopMs'))} ms per HTTP request) leave ${f(x('overheadCorrectedP50Ms'))} ms. ` +
+      `"Ours" still includes the client and the gRPC round trip (a cached GetAccessToken from the same client: ${f(x('cachedGetAccessTokenRttP50Ms'))} ms p50). ` +
+      `The broker itself spent ${f(x('brokerMainThreadCpuMsPerExchange'), 1)} ms of event-loop CPU per sign-in (${f(x('brokerCpuMsPerExchange'), 1)} ms all threads, /proc).`
+  );
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { BrokerError } from './broker-error';
 import type { Clock } from './clock';
-import type { ExchangeLedger, ExchangeRecord } from './ports';
+import type { ExchangeCompletion, ExchangeLedger, ExchangeRecord } from './ports';
 import { SingleFlight } from './single-flight';
 
 /** Settings of {@link IdempotentExchange}; defaults live in config. */
@@ -18,6 +18,16 @@ export interface IdempotentExchangeOptions {
 export interface ExchangeIdentity {
   userId: string;
   created: boolean;
+}
+
+/**
+ * What an exchange run by {@link IdempotentExchange.run} returns: its result,
+ * and whether it wrote the ledger's DONE record itself (with its grant, see
+ * {@link ExchangeCompletion}); when not, the record is written after it.
+ */
+export interface PerformedExchange<T> {
+  result: T;
+  completed: boolean;
 }
 
 /** The fresh result of the exchange this call (or one sharing it) ran, or a replay from the ledger. */
@@ -39,13 +49,17 @@ export class IdempotentExchange<T extends ExchangeIdentity> {
     private readonly options: IdempotentExchangeOptions,
   ) {}
 
-  /** Runs `perform` for `code` at most once in the window, or replays who it stored. */
-  run(code: string, perform: () => Promise<T>): Promise<ExchangeOutcome<T>> {
+  /**
+   * Runs `perform` for `code` at most once in the window, or replays who it
+   * stored. `perform` gets the DONE record to write with its grant; the
+   * window counts from the moment the exchange starts.
+   */
+  run(code: string, perform: (completion: ExchangeCompletion) => Promise<PerformedExchange<T>>): Promise<ExchangeOutcome<T>> {
     const codeHash = createHash('sha256').update(code, 'utf8').digest('hex');
     return this.local.run(codeHash, () => this.once(codeHash, perform));
   }
 
-  private async once(codeHash: string, perform: () => Promise<T>): Promise<ExchangeOutcome<T>> {
+  private async once(codeHash: string, perform: (completion: ExchangeCompletion) => Promise<PerformedExchange<T>>): Promise<ExchangeOutcome<T>> {
     // Waiting is bounded by a count of polls, i.e. by real time, whatever the clock says.
     let pollsLeft = Math.ceil(this.options.pendingTimeoutMs / this.options.pollIntervalMs);
     for (;;) {
@@ -67,19 +81,23 @@ export class IdempotentExchange<T extends ExchangeIdentity> {
     }
   }
 
-  private async performOwned(codeHash: string, perform: () => Promise<T>): Promise<ExchangeOutcome<T>> {
-    let result: T;
+  private async performOwned(codeHash: string, perform: (completion: ExchangeCompletion) => Promise<PerformedExchange<T>>): Promise<ExchangeOutcome<T>> {
+    const completion = { codeHash, until: this.clock.now() + this.options.replayWindowMs };
+    let performed: PerformedExchange<T>;
     try {
-      result = await perform();
+      performed = await perform(completion);
     } catch (err: unknown) {
       // Best effort: a claim left behind expires by itself after pendingTimeoutMs.
       await this.ledger.release(codeHash).catch(() => undefined);
       throw err;
     }
-    // The grant is stored; failing to record the outcome only costs retries
-    // their replay, so it must not fail this call.
-    const identity = { userId: result.userId, created: result.created };
-    await this.ledger.complete(codeHash, identity, this.clock.now() + this.options.replayWindowMs).catch(() => undefined);
+    const { result } = performed;
+    if (!performed.completed) {
+      // The grant is stored (or a newer one was); failing to record the
+      // outcome only costs retries their replay, so it must not fail this call.
+      const identity = { userId: result.userId, created: result.created };
+      await this.ledger.complete(codeHash, identity, completion.until).catch(() => undefined);
+    }
     return { result };
   }
 }

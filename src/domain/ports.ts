@@ -9,15 +9,27 @@ import type { GrantRecord } from './grant';
  */
 export type GrantMutation = (current: GrantRecord | undefined) => GrantRecord | undefined;
 
+/** What {@link GrantStore.update} did: the grant before and after, and whether it recorded the exchange's completion. */
+export interface GrantUpdate {
+  before: GrantRecord | undefined;
+  after: GrantRecord | undefined;
+  completed: boolean;
+}
+
 /** Where grants live (Firestore in production). Failures throw BrokerError STORE_UNAVAILABLE. */
 export interface GrantStore {
   /** The stored grant, or undefined. */
   get(userId: string): Promise<GrantRecord | undefined>;
   /**
    * Reads the grant and writes what `mutate` returns, atomically. Errors the
-   * mutation throws propagate unchanged. Resolves with the state before and after.
+   * mutation throws propagate unchanged. Resolves with the state before and
+   * after. With `completion`, a store that can writes the exchange's DONE
+   * record (user `userId`, `created` when no grant was stored before) in the
+   * same atomic write as the grant, and says so with `completed`; when
+   * nothing is written, or the store cannot, `completed` is false and the
+   * caller records it in the {@link ExchangeLedger} itself.
    */
-  update(userId: string, mutate: GrantMutation): Promise<{ before: GrantRecord | undefined; after: GrantRecord | undefined }>;
+  update(userId: string, mutate: GrantMutation, completion?: ExchangeCompletion): Promise<GrantUpdate>;
   /** Up to `limit` stored user IDs in ascending order, starting after `after` (from the start when undefined). */
   listUserIds(after: string | undefined, limit: number): Promise<string[]>;
   /**
@@ -190,12 +202,25 @@ export interface ExchangeLedger {
    * the live record someone else holds. Expired records count as absent.
    */
   claim(codeHash: string, pendingUntil: number): Promise<ExchangeRecord | undefined>;
-  /** Records the outcome of an owned claim, kept until `until`. */
+  /** Records the outcome of an owned claim, kept until `until` (unless {@link GrantStore.update} recorded it). */
   complete(codeHash: string, outcome: { userId: string; created: boolean }, until: number): Promise<void>;
   /** Drops an owned claim whose exchange failed. */
   release(codeHash: string): Promise<void>;
   /** The live record of `codeHash`, if any. */
   get(codeHash: string): Promise<ExchangeRecord | undefined>;
+}
+
+/**
+ * The ledger's DONE record of an exchange whose claim its caller owns,
+ * handed to {@link GrantStore.update} so the grant and the record that
+ * replays it to retries are one write: a sign-in costs one Firestore write
+ * fewer, and no stored grant is left without its record.
+ */
+export interface ExchangeCompletion {
+  /** The ledger key: SHA-256 (hex) of the code. */
+  codeHash: string;
+  /** Until when retries get the record (ms since the epoch). */
+  until: number;
 }
 
 /** One grant of a {@link GrantStore.listGrants} page. */

@@ -8,6 +8,7 @@ import { Deadline } from './deadline';
 import { REFRESH_TOKEN_FIELD, riscTokenHash, type GrantRecord, type Profile } from './grant';
 import {
   OAuthError,
+  type ExchangeCompletion,
   type ExchangeLedger,
   type GoogleOAuth,
   type GrantMutation,
@@ -17,7 +18,7 @@ import {
   type SharedTokenStore,
   type TokenSet,
 } from './ports';
-import { IdempotentExchange } from './idempotent-exchange';
+import { IdempotentExchange, type PerformedExchange } from './idempotent-exchange';
 import { ProfileCache } from './profile-cache';
 import { missingScopes, normalizeScopes } from './scopes';
 import { SharedRefresh, type RefreshOutcome } from './shared-refresh';
@@ -128,14 +129,14 @@ export class TokenBroker {
         metadata: { field: 'redirect_uri' },
       });
     }
-    const outcome = await this.idempotent.run(authCode, () => this.exchangeAtGoogle(authCode, redirectUri, deadline));
+    const outcome = await this.idempotent.run(authCode, (completion) => this.exchangeAtGoogle(authCode, redirectUri, deadline, completion));
     if ('result' in outcome) return outcome.result;
     const grant = await this.deps.store.get(outcome.replay.userId);
     if (!grant) throw userNotFound();
     return { userId: grant.userId, profile: grant.profile, grantedScopes: grant.scopes, created: outcome.replay.created };
   }
 
-  private async exchangeAtGoogle(authCode: string, redirectUri: string, deadline: Deadline): Promise<ExchangeResult> {
+  private async exchangeAtGoogle(authCode: string, redirectUri: string, deadline: Deadline, completion: ExchangeCompletion): Promise<PerformedExchange<ExchangeResult>> {
     const tokens = await this.deps.oauth.exchangeCode(authCode, redirectUri, deadline).catch((err: unknown) => {
       // invalid_grant on a code exchange means the code is used, expired,
       // unknown or issued for another redirect URI: the caller's input is bad.
@@ -158,7 +159,7 @@ export class TokenBroker {
     const signedInAt = claims.issuedAt ?? now;
 
     let superseded = false;
-    const { before, after } = await this.storeExchange(userId, tokens.refreshToken, (current) => {
+    const { before, after, completed } = await this.storeExchange(userId, tokens.refreshToken, completion, (current) => {
       // Two sign-ins of one user racing: the one Google issued later wins,
       // whichever reaches the store last.
       superseded = current?.signedInAt !== undefined && current.signedInAt > signedInAt;
@@ -192,7 +193,7 @@ export class TokenBroker {
       // any token of a grant revokes the user's whole grant to this client,
       // the newer one included.
       this.deps.logger.info({ event: 'older_sign_in_ignored', userId }, 'a newer sign-in is already stored; this one was not applied');
-      return { userId, profile: stored.profile, grantedScopes: stored.scopes, created: false };
+      return { result: { userId, profile: stored.profile, grantedScopes: stored.scopes, created: false }, completed };
     }
     this.profiles.set(stored.profile);
     if (sealed) {
@@ -207,18 +208,19 @@ export class TokenBroker {
       });
     }
     this.deps.logger.info({ event: 'grant_stored', userId, created: !before, newRefreshToken: !!sealed }, 'grant stored');
-    return { userId, profile: stored.profile, grantedScopes: stored.scopes, created: !before };
+    return { result: { userId, profile: stored.profile, grantedScopes: stored.scopes, created: !before }, completed };
   }
 
   /**
-   * Writes the exchange's grant. When the write fails although Google gave us
+   * Writes the exchange's grant, with its ledger record where the store can.
+   * When the write fails although Google gave us
    * a refresh token, that token is revoked (best effort): nobody could use
    * it, it would count against Google's per-user limit of live grants, and
    * the user can simply sign in again.
    */
-  private async storeExchange(userId: string, refreshToken: string | undefined, mutate: GrantMutation) {
+  private async storeExchange(userId: string, refreshToken: string | undefined, completion: ExchangeCompletion, mutate: GrantMutation) {
     try {
-      return await this.deps.store.update(userId, mutate);
+      return await this.deps.store.update(userId, mutate, completion);
     } catch (err: unknown) {
       if (refreshToken && isBrokerError(err, 'STORE_UNAVAILABLE')) {
         // The call's own deadline may be spent by now: the revocation gets a budget of its own.

@@ -3,7 +3,7 @@ import type { Clock } from '../../domain/clock';
 import type { ExchangeLedger, ExchangeRecord } from '../../domain/ports';
 import { NO_METRICS, type Metrics } from '../../observability/metrics';
 import { storeBudget, storeCall } from './store-call';
-import { isWriteConflict } from './update-document';
+import { isWriteConflict, type DocumentWrite } from './update-document';
 
 const GRPC_NOT_FOUND = 5;
 
@@ -60,9 +60,19 @@ export class FirestoreExchangeLedger implements ExchangeLedger {
   }
 
   async complete(codeHash: string, outcome: { userId: string; created: boolean }, until: number): Promise<void> {
-    await storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_complete'), () =>
-      this.doc(codeHash).set({ state: 'DONE', user_id: outcome.userId, created: outcome.created, expires_at: Timestamp.fromMillis(until) }),
-    );
+    const { ref, data } = this.completionWrite(codeHash, outcome, until);
+    await storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_complete'), () => ref.set(data));
+  }
+
+  /**
+   * The DONE record {@link complete} writes, as a write for another commit:
+   * {@link FirestoreGrantStore} commits it with the grant it belongs to.
+   */
+  completionWrite(codeHash: string, outcome: { userId: string; created: boolean }, until: number): DocumentWrite {
+    return {
+      ref: this.doc(codeHash),
+      data: { state: 'DONE', user_id: outcome.userId, created: outcome.created, expires_at: Timestamp.fromMillis(until) },
+    };
   }
 
   async release(codeHash: string): Promise<void> {

@@ -1,6 +1,7 @@
 import { FieldPath, type Firestore } from '@google-cloud/firestore';
 import type { GrantRecord } from '../../domain/grant';
-import type { GrantMutation, GrantStore, ListedGrant } from '../../domain/ports';
+import type { ExchangeCompletion, GrantMutation, GrantStore, GrantUpdate, ListedGrant } from '../../domain/ports';
+import type { FirestoreExchangeLedger } from './firestore-exchange-ledger';
 import { grantFromDocument, grantToDocument } from './grant-document';
 import { NO_METRICS, type Metrics } from '../../observability/metrics';
 import { storeBudget, storeCall } from './store-call';
@@ -16,20 +17,29 @@ export class FirestoreGrantStore implements GrantStore {
    * @param collection collection holding one document per user
    * @param timeoutMs deadline of each operation, conflict retries included
    * @param metrics counts failed operations
+   * @param exchanges the exchange ledger in the same database, whose DONE
+   *   records {@link update} then commits with their grants
    */
   constructor(
     private readonly db: Firestore,
     private readonly collection: string,
     private readonly timeoutMs: number,
     private readonly metrics: Metrics = NO_METRICS,
+    private readonly exchanges?: FirestoreExchangeLedger,
   ) {}
 
   get(userId: string): Promise<GrantRecord | undefined> {
     return readDocument(this.doc(userId), codec(userId), storeBudget(this.timeoutMs, this.metrics, 'grant_get'));
   }
 
-  update(userId: string, mutate: GrantMutation): Promise<{ before: GrantRecord | undefined; after: GrantRecord | undefined }> {
-    return updateDocument(this.doc(userId), codec(userId), storeBudget(this.timeoutMs, this.metrics, 'grant_update'), mutate);
+  async update(userId: string, mutate: GrantMutation, completion?: ExchangeCompletion): Promise<GrantUpdate> {
+    const { exchanges } = this;
+    const alongside =
+      completion && exchanges
+        ? (before: GrantRecord | undefined) => exchanges.completionWrite(completion.codeHash, { userId, created: before === undefined }, completion.until)
+        : undefined;
+    const { before, after, wroteAlongside } = await updateDocument(this.doc(userId), codec(userId), storeBudget(this.timeoutMs, this.metrics, 'grant_update'), mutate, alongside);
+    return { before, after, completed: wroteAlongside };
   }
 
   listUserIds(after: string | undefined, limit: number): Promise<string[]> {

@@ -1,6 +1,12 @@
 import { FieldValue, type DocumentData, type DocumentReference, type Timestamp } from '@google-cloud/firestore';
 import { storeCall, type StoreCallBudget } from './store-call';
 
+/** One document write that goes into another's commit: `data` replaces the document at `ref`. */
+export interface DocumentWrite {
+  ref: DocumentReference;
+  data: DocumentData;
+}
+
 /** How one kind of record is stored in a document. */
 export interface DocumentCodec<T> {
   /** The record in an existing document (undefined: treat as absent). */
@@ -13,7 +19,8 @@ export interface DocumentCodec<T> {
  * within `budget` (see storeCall): an optimistic compare-and-set, the write conditional on
  * the document being unchanged since the read (or still absent), retried on
  * conflict with `mutate` run again on fresh data, so it must be pure.
- * Returning undefined writes nothing.
+ * Returning undefined writes nothing. When it writes, `alongside` may name one
+ * more document to set in the same atomic commit (from the record before).
  *
  * Preconditions rather than transactions: a transaction locks the document
  * for its whole read-decide-write span, and replicas racing for one refresh
@@ -25,25 +32,30 @@ export function updateDocument<T>(
   codec: DocumentCodec<T>,
   budget: number | StoreCallBudget,
   mutate: (current: T | undefined) => T | undefined,
-): Promise<{ before: T | undefined; after: T | undefined }> {
+  alongside?: (before: T | undefined) => DocumentWrite | undefined,
+): Promise<{ before: T | undefined; after: T | undefined; wroteAlongside: boolean }> {
   return storeCall(budget, async () => {
     for (;;) {
       const snapshot = await ref.get();
       const data = snapshot.data();
       const before = data === undefined ? undefined : codec.decode(data);
       const after = mutate(before);
-      if (after === undefined) return { before, after: before };
+      if (after === undefined) return { before, after: before, wroteAlongside: false };
       const next = codec.encode(after);
+      const batch = ref.firestore.batch();
+      if (data === undefined) {
+        batch.create(ref, next);
+      } else {
+        // update() replaces each field it names; fields the record no
+        // longer has are deleted explicitly.
+        for (const field of Object.keys(data)) if (!(field in next)) next[field] = FieldValue.delete();
+        batch.update(ref, next, { lastUpdateTime: snapshot.updateTime as Timestamp });
+      }
+      const extra = alongside?.(before);
+      if (extra) batch.set(extra.ref, extra.data);
       try {
-        if (data === undefined) {
-          await ref.create(next);
-        } else {
-          // update() replaces each field it names; fields the record no
-          // longer has are deleted explicitly.
-          for (const field of Object.keys(data)) if (!(field in next)) next[field] = FieldValue.delete();
-          await ref.update(next, { lastUpdateTime: snapshot.updateTime as Timestamp });
-        }
-        return { before, after };
+        await batch.commit();
+        return { before, after, wroteAlongside: extra !== undefined };
       } catch (err: unknown) {
         if (!isWriteConflict(err)) throw err;
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 20));

@@ -1,4 +1,4 @@
-import type { OAuth2Client } from 'google-auth-library';
+import type { Certificates, OAuth2Client } from 'google-auth-library';
 import type { CallerTokenVerifier, VerifiedCallerToken } from '../../auth/bearer-token-authenticator';
 import { BrokerError } from '../../domain/broker-error';
 import type { GoogleCerts } from './google-certs';
@@ -27,7 +27,7 @@ export class GoogleCallerTokenVerifier implements CallerTokenVerifier {
     return { email: payload.email ?? '', emailVerified: payload.email_verified === true, expiresAt: payload.exp * 1000 };
   }
 
-  private async check(certs: Record<string, string>, token: string) {
+  private async check(certs: Certificates, token: string) {
     const ticket = await this.client.verifySignedJwtWithCertsAsync(token, certs, this.audience, [...this.issuers]);
     return ticket.getPayload();
   }

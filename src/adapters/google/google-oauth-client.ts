@@ -1,5 +1,5 @@
 import type { Tracer } from '@opentelemetry/api';
-import { OAuth2Client } from 'google-auth-library';
+import { OAuth2Client, type Certificates } from 'google-auth-library';
 import { GaxiosError, type GaxiosOptions } from 'gaxios';
 import { BrokerError } from '../../domain/broker-error';
 import type { Clock } from '../../domain/clock';
@@ -159,7 +159,7 @@ export class GoogleOAuthClient implements GoogleOAuth {
   }
 
   /** Checks signature, iss, aud (our client ID) and iat/exp with the library's verifier. */
-  private async verifyWith(certs: Record<string, string>, idToken: string) {
+  private async verifyWith(certs: Certificates, idToken: string) {
     const ticket = await this.client.verifySignedJwtWithCertsAsync(idToken, certs, this.options.clientId, [...this.options.endpoints.issuers]);
     return ticket.getPayload();
   }

@@ -1,3 +1,4 @@
+import type { Certificates } from 'google-auth-library';
 import type { GoogleCerts } from './google-certs';
 
 /** The outcome of {@link checkIdToken}: the check's result, or which check failed. */
@@ -9,7 +10,7 @@ export type IdTokenCheck<T> = { ok: true; value: T } | { ok: false; failed: stri
  * the keys fetched again (GoogleCerts rate-limits that). A failure keeps
  * only the name of the failed check: the library's messages quote the token.
  */
-export async function checkIdToken<T>(certs: GoogleCerts, check: (keys: Record<string, string>) => Promise<T>): Promise<IdTokenCheck<T>> {
+export async function checkIdToken<T>(certs: GoogleCerts, check: (keys: Certificates) => Promise<T>): Promise<IdTokenCheck<T>> {
   try {
     return { ok: true, value: await check(await certs.current()) };
   } catch (err: unknown) {
