@@ -14,7 +14,7 @@ import { status } from '@grpc/grpc-js';
 import type { TokenBrokerClient } from '../src/client/token-broker-client';
 import { GetAccessTokenRequest, GetAccessTokenResponse } from '../src/gen/tokenbroker/v1/token_broker';
 import { LocalSecretManagerServer } from '../src/local/secret-manager-server';
-import { moduleLoadCosts, summarizeProfile } from './lib/cpu-profile';
+import { attributeByStack, moduleLoadCosts, summarizeProfile } from './lib/cpu-profile';
 import { FirestoreProxy, type FirestoreCounts } from './lib/firestore-proxy';
 import { GcTrace } from './lib/gc-trace';
 import { foreignCpu, load1, machineCpu } from './lib/machine-load';
@@ -792,6 +792,17 @@ async function memoryOnly(bench: Bench, info: ReturnType<typeof machine>, wallSt
   return 0;
 }
 
+/** For the ExchangeCode profile: whose work each sample is, first match on the stack wins. */
+const EXCHANGE_STACK_RULES = [
+  { name: 'Firestore client (@google-cloud/firestore, google-gax)', url: /@google-cloud\/firestore|google-gax/ },
+  { name: 'Google token request and ID-token check (google-auth-library, gaxios)', url: /google-auth-library|gaxios|node-fetch/ },
+  { name: 'logging (pino)', url: /pino|sonic-boom/ },
+  { name: 'TokenBroker code', url: /\/dist\// },
+  { name: 'grpc-js server side', url: /grpc-js\/build\/src\/server/ },
+  { name: 'grpc-js client side (Firestore calls, continued)', url: /grpc-js/ },
+  { name: 'protobufjs (Firestore messages, continued)', url: /protobufjs/ },
+];
+
 /**
  * BENCH_ONLY=exchange: target 8 alone, on a broker set up as in the full run,
  * with BENCH_PROFILE=1 under `node --cpu-prof` (the profile cut to the measured
@@ -823,8 +834,13 @@ async function exchangeOnly(bench: Bench, info: ReturnType<typeof machine>, wall
     const copy = path.join(OUT_DIR, 'exchange.cpuprofile');
     copyFileSync(path.join(profileDir, file), copy);
     const summary = summarizeProfile(copy, [], window, 30);
+    const byStack = attributeByStack(copy, EXCHANGE_STACK_RULES, window);
     profileLines = [
       `Broker CPU profile over the measured sign-ins (node --cpu-prof, ${summary.busyMs.toFixed(0)} ms busy; the window also holds the proxy-hop reads and 200 cached GetAccessToken calls):`,
+      '',
+      '| % of busy | whose code is on the stack |',
+      '|---:|---|',
+      ...byStack.slice(0, 15).map((r) => `| ${r.percent.toFixed(1)} | ${r.name} |`),
       '',
       '| self % | area |',
       '|---:|---|',

@@ -179,3 +179,36 @@ function packageOf(url: string): string {
   const rest = url.slice(url.lastIndexOf('node_modules/') + 'node_modules/'.length).split('/');
   return rest[0]?.startsWith('@') ? `${rest[0]}/${rest[1] ?? ''}` : (rest[0] ?? url);
 }
+
+/** Who a sample's work is for: the first rule whose pattern matches any frame's URL on its stack. */
+export interface StackRule {
+  name: string;
+  url: RegExp;
+}
+
+/**
+ * Busy samples within `window` attributed by whose code is on the stack, not
+ * by the leaf: a Firestore write's protobuf encoding and HTTP/2 framing count
+ * as Firestore's. Rules are tried in order; samples none matches are grouped
+ * by their leaf's area.
+ */
+export function attributeByStack(file: string, rules: readonly StackRule[], window?: ProfileWindow): ProfileRow[] {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const { hits } = hitsOf(profile, window);
+  const counts = new Map<string, number>();
+  let busy = 0;
+  for (const [id, n] of hits) {
+    const leaf = byId.get(id);
+    if (!leaf || n === 0 || leaf.callFrame.functionName === '(idle)') continue;
+    busy += n;
+    const urls: string[] = [];
+    for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) urls.push(byId.get(x)?.callFrame.url ?? '');
+    const rule = rules.find((r) => urls.some((u) => r.url.test(u)));
+    const key = rule ? rule.name : `other: ${area(leaf)}`;
+    counts.set(key, (counts.get(key) ?? 0) + n);
+  }
+  return [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([name, n]) => ({ name, percent: (100 * n) / Math.max(1, busy) }));
+}
