@@ -213,10 +213,10 @@ export class TokenBroker {
 
   /**
    * Writes the exchange's grant, with its ledger record where the store can.
-   * When the write fails although Google gave us
-   * a refresh token, that token is revoked (best effort): nobody could use
-   * it, it would count against Google's per-user limit of live grants, and
-   * the user can simply sign in again.
+   * When the write fails although Google gave us a refresh token, that token
+   * is revoked (best effort): nobody could use it, it would count against
+   * Google's per-user limit of live grants, and the user can simply sign in
+   * again.
    */
   private async storeExchange(userId: string, refreshToken: string | undefined, completion: ExchangeCompletion, mutate: GrantMutation) {
     try {
