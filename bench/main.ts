@@ -776,20 +776,30 @@ function memoryTarget(memory: BenchResults['memory']): TargetRow {
 async function memoryOnly(bench: Bench, info: ReturnType<typeof machine>, wallStart: number): Promise<number> {
   const memory = await memoryCurve(bench, bench.stack.callerToken(GATEWAY), SETTINGS.memorySeconds);
   const target = memoryTarget(memory);
-  const markdown = [
-    `### TokenBroker memory curve, ${info.date.slice(0, 16).replace('T', ' ')} UTC`,
-    '',
-    `Machine: \`nproc\` ${info.nproc}, ${info.cpuModel}, Node ${info.node}. Whole run ${((performance.now() - wallStart) / 1000).toFixed(0)} s.`,
-    '',
+  writePhaseReport('memory', 'memory curve', info, wallStart, [
     renderMemory(memory),
     `Target 7: ${target.measured}: ${target.pass === undefined ? 'NOT REACHED' : target.pass ? 'PASS' : 'MISS'}`,
     '',
+  ], { memory });
+  return 0;
+}
+
+/**
+ * Writes the report of a BENCH_ONLY run, `<name>.md` (a heading, the machine,
+ * then `body`) and `<name>.json` (the machine and `data`), and prints it.
+ */
+function writePhaseReport(name: string, title: string, info: ReturnType<typeof machine>, wallStart: number, body: string[], data: Record<string, unknown>): void {
+  const markdown = [
+    `### TokenBroker ${title}, ${info.date.slice(0, 16).replace('T', ' ')} UTC`,
+    '',
+    `Machine: \`nproc\` ${info.nproc}, ${info.cpuModel}, Node ${info.node}. Whole run ${((performance.now() - wallStart) / 1000).toFixed(0)} s.`,
+    '',
+    ...body,
   ].join('\n');
-  writeFileSync(path.join(OUT_DIR, 'memory.md'), markdown);
-  writeFileSync(path.join(OUT_DIR, 'memory.json'), `${JSON.stringify({ machine: info, memory }, null, 2)}\n`);
+  writeFileSync(path.join(OUT_DIR, `${name}.md`), markdown);
+  writeFileSync(path.join(OUT_DIR, `${name}.json`), `${JSON.stringify({ machine: info, ...data }, null, 2)}\n`);
   say('');
   say(markdown);
-  return 0;
 }
 
 /** For the ExchangeCode profile: whose work each sample is, first match on the stack wins. */
@@ -853,21 +863,13 @@ async function exchangeOnly(bench: Bench, info: ReturnType<typeof machine>, wall
     ];
   }
   const overhead = exchange.overheadCorrectedP50Ms;
-  const markdown = [
-    `### TokenBroker ExchangeCode overhead, ${info.date.slice(0, 16).replace('T', ' ')} UTC`,
-    '',
-    `Machine: \`nproc\` ${info.nproc}, ${info.cpuModel}, Node ${info.node}. Whole run ${((performance.now() - wallStart) / 1000).toFixed(0)} s.`,
-    '',
+  writePhaseReport('exchange', 'ExchangeCode overhead', info, wallStart, [
     renderExchange(exchange),
     '',
     `Target 8: ${overhead.toFixed(2)} ms p50 beyond waiting, less the proxies' hops (${exchange.overheadP50Ms.toFixed(2)} ms as measured): ${overhead <= TARGETS.exchangeOverheadMs ? 'PASS' : 'MISS'}`,
     '',
     ...profileLines,
-  ].join('\n');
-  writeFileSync(path.join(OUT_DIR, 'exchange.md'), markdown);
-  writeFileSync(path.join(OUT_DIR, 'exchange.json'), `${JSON.stringify({ machine: info, exchange }, null, 2)}\n`);
-  say('');
-  say(markdown);
+  ], { exchange });
   return 0;
 }
 
