@@ -1,0 +1,129 @@
+import { writeSync } from 'node:fs';
+
+/** Settings of {@link BatchedLineWriter}. */
+export interface BatchedLineWriterOptions {
+  /** File descriptor the lines go to (1: stdout). */
+  fd: number;
+  /** Write once this many characters are waiting. */
+  batchChars: number;
+  /** ...or once the oldest waiting line is this old. */
+  maxDelayMs: number;
+  /**
+   * At most this many characters wait for a reader that is behind; lines
+   * beyond are dropped and counted (see {@link BatchedLineWriter}).
+   */
+  maxWaitingChars: number;
+}
+
+/**
+ * A log destination that gathers lines in memory and writes them with one
+ * system call per batch: once `batchChars` are waiting, `maxDelayMs` after
+ * the first waiting line, and whatever waits when {@link flushSync} is called
+ * (at exit). Each write is synchronous, so lines leave in order and none is
+ * half in flight when the process exits.
+ *
+ * It exists because pino's batching destination (sonic-boom with minLength)
+ * appends each line to one growing string and measures that string's UTF-8
+ * length on every write: flattening kilobytes per line, a tenth of the
+ * GetAccessToken hot path's CPU under load. Here a line costs an array push.
+ *
+ * Stdout is a non-blocking pipe once anything in the process touches
+ * `process.stdout`. When the pipe is full (EAGAIN) the rest of the batch goes
+ * first with the next flush. While the reader stays behind, at most
+ * `maxWaitingChars` wait; later lines are dropped, and the first write after
+ * the reader caught up ends with a WARNING line giving how many. A
+ * descriptor that is gone (EPIPE, EBADF) ends the writer: nothing could read
+ * the lines.
+ */
+export class BatchedLineWriter {
+  private waiting: string[] = [];
+  private waitingChars = 0;
+  /** Bytes of a batch a full descriptor did not take yet; they go first. */
+  private unwritten: Buffer | undefined;
+  private dropped = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly options: BatchedLineWriterOptions) {
+    for (const setting of ['batchChars', 'maxDelayMs', 'maxWaitingChars'] as const) {
+      if (!(options[setting] > 0)) throw new Error(`BatchedLineWriter: ${setting} must be positive, got ${options[setting]}`);
+    }
+  }
+
+  /** Queues one line (pino passes each serialized line, newline included). */
+  write(line: string): boolean {
+    if (this.closed) return false;
+    if (this.dropped > 0 || (this.unwritten && this.unwritten.length + this.waitingChars + line.length > this.options.maxWaitingChars)) {
+      // Once a line is dropped, so is every line until the backlog is written: the note then sits where the gap is.
+      this.dropped += 1;
+      return true;
+    }
+    this.waiting.push(line);
+    this.waitingChars += line.length;
+    if (this.waitingChars >= this.options.batchChars && !this.unwritten) this.flushSync();
+    else this.timer ??= setTimeout(() => this.flushSync(), this.options.maxDelayMs).unref();
+    return true;
+  }
+
+  /**
+   * Writes everything waiting now. A full non-blocking descriptor keeps the
+   * rest for the next flush; with `final` (at exit, when there is no next
+   * one) it is retried for up to a second.
+   */
+  flushSync(final = false): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.closed || (this.waiting.length === 0 && !this.unwritten)) return;
+    let data = this.unwritten ?? this.takeWaiting();
+    this.unwritten = undefined;
+    let retries = final ? 1000 : 0;
+    for (;;) {
+      try {
+        data = data.subarray(writeSync(this.options.fd, data));
+      } catch (err: unknown) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
+          this.close();
+          return;
+        }
+        if (retries-- > 0) {
+          Atomics.wait(PAUSE, 0, 0, 1);
+          continue;
+        }
+        // The reader is behind: keep the rest, in order, for the next flush.
+        this.unwritten = data;
+        this.timer = setTimeout(() => this.flushSync(), this.options.maxDelayMs).unref();
+        return;
+      }
+      if (data.length > 0) continue;
+      if (this.waiting.length === 0 && this.dropped === 0) return;
+      // A backlog was written; what queued behind it (and the count of what did not fit) goes next.
+      data = this.takeWaiting();
+    }
+  }
+
+  /** Everything waiting, as bytes, followed by the note of dropped lines if there were any. */
+  private takeWaiting(): Buffer {
+    const lines = this.waiting;
+    if (this.dropped > 0) {
+      const note = { severity: 'WARNING', time: new Date().toISOString(), event: 'log_lines_dropped', dropped: this.dropped, message: 'log lines dropped: stdout was not read fast enough' };
+      lines.push(`${JSON.stringify(note)}\n`);
+      this.dropped = 0;
+    }
+    this.waiting = [];
+    this.waitingChars = 0;
+    return Buffer.from(lines.join(''), 'utf8');
+  }
+
+  /** Stops for good: the descriptor cannot be written any more. */
+  private close(): void {
+    this.closed = true;
+    this.waiting = [];
+    this.waitingChars = 0;
+    this.unwritten = undefined;
+  }
+}
+
+/** What a retry at exit sleeps on (Atomics.wait on a value that never changes: a 1 ms pause). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
