@@ -25,7 +25,8 @@ export interface BatchedLineWriterOptions {
  * It exists because pino's batching destination (sonic-boom with minLength)
  * appends each line to one growing string and measures that string's UTF-8
  * length on every write: flattening kilobytes per line, a tenth of the
- * GetAccessToken hot path's CPU under load. Here a line costs an array push.
+ * GetAccessToken hot path's CPU under load. Here a line costs a string
+ * append, and a batch one UTF-8 length count.
  *
  * Stdout is a non-blocking pipe once anything in the process touches
  * `process.stdout`. When the pipe is full (EAGAIN) the rest of the batch goes
@@ -36,8 +37,8 @@ export interface BatchedLineWriterOptions {
  * the lines.
  */
 export class BatchedLineWriter {
-  private waiting: string[] = [];
-  private waitingChars = 0;
+  /** The lines waiting, joined as they come (V8 keeps the pieces until the write flattens them once). */
+  private waiting = '';
   /** Bytes of a batch a full descriptor did not take yet; they go first. */
   private unwritten: Buffer | undefined;
   private dropped = 0;
@@ -53,14 +54,13 @@ export class BatchedLineWriter {
   /** Queues one line (pino passes each serialized line, newline included). */
   write(line: string): boolean {
     if (this.closed) return false;
-    if (this.dropped > 0 || (this.unwritten && this.unwritten.length + this.waitingChars + line.length > this.options.maxWaitingChars)) {
+    if (this.dropped > 0 || (this.unwritten && this.unwritten.length + this.waiting.length + line.length > this.options.maxWaitingChars)) {
       // Once a line is dropped, so is every line until the backlog is written: the note then sits where the gap is.
       this.dropped += 1;
       return true;
     }
-    this.waiting.push(line);
-    this.waitingChars += line.length;
-    if (this.waitingChars >= this.options.batchChars && !this.unwritten) this.flushSync();
+    this.waiting += line;
+    if (this.waiting.length >= this.options.batchChars && !this.unwritten) this.flushSync();
     else this.timer ??= setTimeout(() => this.flushSync(), this.options.maxDelayMs).unref();
     return true;
   }
@@ -75,13 +75,13 @@ export class BatchedLineWriter {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (this.closed || (this.waiting.length === 0 && !this.unwritten)) return;
-    let data = this.unwritten ?? this.takeWaiting();
+    if (this.closed || (this.waiting === '' && !this.unwritten)) return;
+    let data: string | Buffer = this.unwritten ?? this.takeWaiting();
     this.unwritten = undefined;
     let retries = final ? 1000 : 0;
     for (;;) {
       try {
-        data = data.subarray(writeSync(this.options.fd, data));
+        data = unwrittenPart(data, typeof data === 'string' ? writeSync(this.options.fd, data) : writeSync(this.options.fd, data));
       } catch (err: unknown) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
           this.close();
@@ -92,38 +92,44 @@ export class BatchedLineWriter {
           continue;
         }
         // The reader is behind: keep the rest, in order, for the next flush.
-        this.unwritten = data;
+        this.unwritten = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
         this.timer = setTimeout(() => this.flushSync(), this.options.maxDelayMs).unref();
         return;
       }
       if (data.length > 0) continue;
-      if (this.waiting.length === 0 && this.dropped === 0) return;
+      if (this.waiting === '' && this.dropped === 0) return;
       // A backlog was written; what queued behind it (and the count of what did not fit) goes next.
       data = this.takeWaiting();
     }
   }
 
-  /** Everything waiting, as bytes, followed by the note of dropped lines if there were any. */
-  private takeWaiting(): Buffer {
-    const lines = this.waiting;
+  /** Everything waiting, followed by the note of dropped lines if there were any. */
+  private takeWaiting(): string {
+    let text = this.waiting;
+    this.waiting = '';
     if (this.dropped > 0) {
       const note = { severity: 'WARNING', time: new Date().toISOString(), event: 'log_lines_dropped', dropped: this.dropped, message: 'log lines dropped: stdout was not read fast enough' };
-      lines.push(`${JSON.stringify(note)}\n`);
+      text += `${JSON.stringify(note)}\n`;
       this.dropped = 0;
     }
-    this.waiting = [];
-    this.waitingChars = 0;
-    return Buffer.from(lines.join(''), 'utf8');
+    return text;
   }
 
   /** Stops for good: the descriptor cannot be written any more. */
   private close(): void {
     this.closed = true;
-    this.waiting = [];
-    this.waitingChars = 0;
+    this.waiting = '';
     this.unwritten = undefined;
   }
 }
+
+/** What is left of `data` after a write took `wrote` bytes of it (empty when it took them all). */
+function unwrittenPart(data: string | Buffer, wrote: number): Buffer {
+  if (typeof data !== 'string') return data.subarray(wrote);
+  return wrote === Buffer.byteLength(data, 'utf8') ? EMPTY : Buffer.from(data, 'utf8').subarray(wrote);
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /** What a retry at exit sleeps on (Atomics.wait on a value that never changes: a 1 ms pause). */
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
