@@ -9,9 +9,40 @@ export interface CachedToken {
   readonly scopes: readonly string[];
 }
 
-/** A cached token and the scope key it was stored under. */
-interface Entry extends CachedToken {
-  readonly scopeKey: string;
+/** A scope set's one spelling: its key and its frozen, sorted list. */
+interface ScopeSet {
+  readonly key: string;
+  readonly scopes: readonly string[];
+}
+
+/** What expiries are counted from: see {@link Entry}. */
+const EXPIRY_ORIGIN_MS = Date.now();
+
+/**
+ * A cached token as held: three fields. The expiry is kept in milliseconds
+ * from {@link EXPIRY_ORIGIN_MS}, a small integer V8 stores in the object
+ * itself, where a full epoch time would take a separate 16-byte number (for
+ * about 24 days of uptime; later expiries are boxed again, which costs
+ * memory, not correctness).
+ */
+class Entry implements CachedToken {
+  private readonly expiry: number;
+
+  constructor(
+    readonly accessToken: string,
+    expiresAt: number,
+    readonly set: ScopeSet,
+  ) {
+    this.expiry = expiresAt - EXPIRY_ORIGIN_MS;
+  }
+
+  get expiresAt(): number {
+    return this.expiry + EXPIRY_ORIGIN_MS;
+  }
+
+  get scopes(): readonly string[] {
+    return this.set.scopes;
+  }
 }
 
 /** Most distinct scope sets whose spelling is shared between entries. */
@@ -23,8 +54,8 @@ const MAX_SHARED_SCOPE_SETS = 1000;
  * expiry are dropped on read.
  *
  * Sized for 100,000 users and more: a user with tokens for one scope set
- * (the usual case) costs one map entry and one small object, and the scope
- * lists and keys of a scope set are held once for all users.
+ * (the usual case) costs one map entry and one three-field object, and the
+ * scope lists and keys of a scope set are held once for all users.
  */
 export class AccessTokenCache {
   /**
@@ -33,7 +64,7 @@ export class AccessTokenCache {
    */
   private readonly users = new Map<string, Entry | Map<string, Entry>>();
   /** scope key -> the frozen scope list and key every entry of that set shares. */
-  private readonly scopeSets = new Map<string, { key: string; scopes: readonly string[] }>();
+  private readonly scopeSets = new Map<string, ScopeSet>();
 
   /**
    * @param clock time source
@@ -53,7 +84,7 @@ export class AccessTokenCache {
   get(userId: string, scopeKey: string, minTtlMs: number): CachedToken | undefined {
     const held = this.users.get(userId);
     if (held === undefined) return undefined;
-    const entry = held instanceof Map ? held.get(scopeKey) : held.scopeKey === scopeKey ? held : undefined;
+    const entry = held instanceof Map ? held.get(scopeKey) : held.set.key === scopeKey ? held : undefined;
     if (entry === undefined) return undefined;
     const remaining = entry.expiresAt - this.clock.now();
     if (remaining <= 0) {
@@ -65,8 +96,7 @@ export class AccessTokenCache {
 
   /** Stores a token, evicting the least recently stored user when full. */
   set(userId: string, scopeKey: string, token: CachedToken): void {
-    const shared = this.sharedScopeSet(scopeKey, token.scopes);
-    const entry: Entry = { accessToken: token.accessToken, expiresAt: token.expiresAt, scopes: shared.scopes, scopeKey: shared.key };
+    const entry = new Entry(token.accessToken, token.expiresAt, this.sharedScopeSet(scopeKey, token.scopes));
     const held = this.users.get(userId);
     if (held === undefined) {
       if (this.users.size >= this.maxUsers) {
@@ -78,16 +108,16 @@ export class AccessTokenCache {
     }
     this.users.delete(userId);
     if (held instanceof Map) {
-      held.set(entry.scopeKey, entry);
+      held.set(entry.set.key, entry);
       this.users.set(userId, held);
-    } else if (held.scopeKey === entry.scopeKey) {
+    } else if (held.set.key === entry.set.key) {
       this.users.set(userId, entry);
     } else {
       this.users.set(
         userId,
         new Map([
-          [held.scopeKey, held],
-          [entry.scopeKey, entry],
+          [held.set.key, held],
+          [entry.set.key, entry],
         ]),
       );
     }
@@ -116,7 +146,7 @@ export class AccessTokenCache {
    * The shared spelling of a scope set. Past the bound (many distinct sets
    * would take a caller without a policy) entries keep their own copies.
    */
-  private sharedScopeSet(scopeKey: string, scopes: readonly string[]): { key: string; scopes: readonly string[] } {
+  private sharedScopeSet(scopeKey: string, scopes: readonly string[]): ScopeSet {
     const known = this.scopeSets.get(scopeKey);
     if (known) return known;
     const set = { key: scopeKey, scopes: Object.freeze([...scopes]) };
