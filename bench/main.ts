@@ -56,6 +56,8 @@ const SETTINGS = {
   stampedeCalls: intEnv('BENCH_STAMPEDE_CALLS', 1000),
   memoryUsers: intEnv('BENCH_MEMORY_USERS', 100_000),
   memorySeconds: numEnv('BENCH_MEMORY_SECONDS', 60),
+  /** 1: each user signed in for the memory curve is also served a scoped token (one refresh, one cache hit), as a user in use is. */
+  memoryServed: process.env.BENCH_MEMORY_SERVED === '1' ? 1 : 0,
   /** The whole run (build excluded) aims to end within this; the memory phase gets what is left. */
   budgetSeconds: numEnv('BENCH_BUDGET_SECONDS', 230),
   profile: process.env.BENCH_PROFILE ?? 'auto',
@@ -699,6 +701,8 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
   cleanup.push(() => memBroker.child.stop());
   const gateway = bench.stack.clientAs(memBroker, gatewayToken);
   cleanup.push(() => gateway.close());
+  const photos = SETTINGS.memoryServed ? bench.stack.clientAs(memBroker, bench.stack.callerToken(PHOTOS)) : undefined;
+  if (photos) cleanup.push(() => photos.close());
   const curve: BenchResults['memory']['curve'] = [];
   const started = performance.now();
   const budgetEnd = started + seconds * 1000;
@@ -729,7 +733,12 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
     await mapLimit(Array.from({ length: need }, (_, i) => i), 48, async () => {
       if (performance.now() > budgetEnd) return;
       try {
-        await gateway.exchangeCode({ authCode: bench.stack.mintCode(bench.stack.newUser()) }, { timeoutMs: 30_000 });
+        const { userId } = await gateway.exchangeCode({ authCode: bench.stack.mintCode(bench.stack.newUser()) }, { timeoutMs: 30_000 });
+        if (photos) {
+          // The first call refreshes a token for the scope, the second is a cache hit (which keeps its encoded response).
+          await photos.getAccessToken({ userId, scopes: [DRIVE] }, { timeoutMs: 30_000 });
+          await photos.getAccessToken({ userId, scopes: [DRIVE] }, { timeoutMs: 30_000 });
+        }
         seeded += 1;
       } catch {
         seedErrors += 1;
@@ -740,12 +749,14 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
   }
   const tookS = (performance.now() - started) / 1000;
   gateway.close();
+  photos?.close();
   await memBroker.child.stop();
   // The upper part of the curve: early growth is the heap and code warming up, not users.
   const tail = curve.filter((p) => p.users >= Math.max(300, seeded / 4));
   const fit = (y: (p: (typeof curve)[number]) => number) => linearFit(tail.map((p) => ({ x: p.users, y: y(p) }))).slope;
   const result = {
     curve,
+    served: SETTINGS.memoryServed === 1,
     seedErrors,
     usersReached: seeded,
     seedRatePerS: seeded / tookS,

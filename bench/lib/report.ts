@@ -39,6 +39,8 @@ export interface Diagnosis {
 
 export interface MemoryResult {
   curve: Array<{ users: number; rssKiB: number; gcRssKiB: number; heapUsedKiB: number; heapTotalKiB: number; externalKiB: number; seconds: number }>;
+  /** Each user was also served a drive.readonly token twice (BENCH_MEMORY_SERVED=1). */
+  served: boolean;
   usersReached: number;
   seedErrors: number;
   seedRatePerS: number;
@@ -150,7 +152,8 @@ export function renderMarkdown(r: BenchResults): string {
 /** The memory curve as a markdown table plus the fitted growth per user. */
 export function renderMemory(mem: MemoryResult): string {
   const lines: string[] = [];
-  lines.push(`Memory (a fresh broker; users signed in through ExchangeCode, 48 at a time, ${f(mem.seedRatePerS, 0)}/s, ${mem.seedErrors} errors):`);
+  const served = mem.served ? ', each then served a drive.readonly token twice (a refresh, then a cache hit)' : '';
+  lines.push(`Memory (a fresh broker; users signed in through ExchangeCode${served}, 48 at a time, ${f(mem.seedRatePerS, 0)}/s, ${mem.seedErrors} errors):`);
   lines.push('');
   lines.push('| cached users | RSS MiB | after a full GC: RSS MiB | JS heap used | JS heap total | external | s |');
   lines.push('|---:|---:|---:|---:|---:|---:|---:|');

@@ -54,15 +54,17 @@ const MAX_SHARED_SCOPE_SETS = 1000;
  * expiry are dropped on read.
  *
  * Sized for 100,000 users and more: a user with tokens for one scope set
- * (the usual case) costs one map entry and one three-field object, and the
+ * costs one map entry and one three-field object, each further scope set one
+ * more object and an array slot (a Map per user cost 200 B more), and the
  * scope lists and keys of a scope set are held once for all users.
  */
 export class AccessTokenCache {
   /**
-   * user ID -> its one entry, or scope key -> entry when it has several;
-   * Map order doubles as recency order.
+   * user ID -> its one entry, or its entries (two or more, one per scope
+   * key, looked up in turn: a user holds few); Map order doubles as recency
+   * order.
    */
-  private readonly users = new Map<string, Entry | Map<string, Entry>>();
+  private readonly users = new Map<string, Entry | Entry[]>();
   /** scope key -> the frozen scope list and key every entry of that set shares. */
   private readonly scopeSets = new Map<string, ScopeSet>();
 
@@ -84,7 +86,7 @@ export class AccessTokenCache {
   get(userId: string, scopeKey: string, minTtlMs: number): CachedToken | undefined {
     const held = this.users.get(userId);
     if (held === undefined) return undefined;
-    const entry = held instanceof Map ? held.get(scopeKey) : held.set.key === scopeKey ? held : undefined;
+    const entry: Entry | undefined = Array.isArray(held) ? held[indexOf(held, scopeKey)] : held.set.key === scopeKey ? held : undefined;
     if (entry === undefined) return undefined;
     const remaining = entry.expiresAt - this.clock.now();
     if (remaining <= 0) {
@@ -107,19 +109,13 @@ export class AccessTokenCache {
       return;
     }
     this.users.delete(userId);
-    if (held instanceof Map) {
-      held.set(entry.set.key, entry);
+    if (Array.isArray(held)) {
+      const at = indexOf(held, entry.set.key);
+      if (at >= 0) held[at] = entry;
+      else held.push(entry);
       this.users.set(userId, held);
-    } else if (held.set.key === entry.set.key) {
-      this.users.set(userId, entry);
     } else {
-      this.users.set(
-        userId,
-        new Map([
-          [held.set.key, held],
-          [entry.set.key, entry],
-        ]),
-      );
+      this.users.set(userId, held.set.key === entry.set.key ? entry : [held, entry]);
     }
   }
 
@@ -133,13 +129,14 @@ export class AccessTokenCache {
     return this.users.size;
   }
 
-  private drop(userId: string, held: Entry | Map<string, Entry>, scopeKey: string): void {
-    if (!(held instanceof Map)) {
+  private drop(userId: string, held: Entry | Entry[], scopeKey: string): void {
+    if (!Array.isArray(held)) {
       this.users.delete(userId);
       return;
     }
-    held.delete(scopeKey);
-    if (held.size === 0) this.users.delete(userId);
+    const rest = held.filter((e) => e.set.key !== scopeKey);
+    // Map order is recency order: the user keeps its place.
+    this.users.set(userId, rest.length === 1 ? (rest[0] as Entry) : rest);
   }
 
   /**
@@ -153,4 +150,12 @@ export class AccessTokenCache {
     if (this.scopeSets.size < MAX_SHARED_SCOPE_SETS) this.scopeSets.set(scopeKey, set);
     return set;
   }
+}
+
+/** Where the entry for `scopeKey` sits in a user's entries, or -1. */
+function indexOf(entries: readonly Entry[], scopeKey: string): number {
+  for (let i = 0; i < entries.length; i += 1) {
+    if ((entries[i] as Entry).set.key === scopeKey) return i;
+  }
+  return -1;
 }

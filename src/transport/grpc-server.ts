@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { TokenBroker } from '../domain/token-broker';
 import { TokenBrokerServiceService } from '../gen/tokenbroker/v1/token_broker';
 import { InFlightCalls } from './in-flight-calls';
-import { encodeReusedResponsesOnce } from './reused-responses';
+import { sendEncodedResponses } from './reused-responses';
 import { tokenBrokerService, type CallContext } from './token-broker-service';
 import { tolerantRequests } from './undecodable-request';
 
@@ -54,7 +54,7 @@ export interface GrpcServer {
 export function createGrpcServer(broker: TokenBroker, context: Omit<CallContext, 'inFlight'>): GrpcServer {
   const server = new Server(SERVER_OPTIONS);
   const inFlight = new InFlightCalls();
-  server.addService(encodeReusedResponsesOnce(tolerantRequests(TokenBrokerServiceService)), tokenBrokerService(broker, { ...context, inFlight }));
+  server.addService(sendEncodedResponses(tolerantRequests(TokenBrokerServiceService)), tokenBrokerService(broker, { ...context, inFlight }));
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
   health.addToServer(server);
   const definition = loadSync(path.join(PROTO_ROOT, 'tokenbroker/v1/token_broker.proto'), { includeDirs: [PROTO_ROOT] });

@@ -1,43 +1,39 @@
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 
-/** Responses the handlers send more than once, unchanged (a cached token's answer). */
-const reusable = new WeakSet<object>();
-/** Their encoding, made on first send and dropped with the response. */
-const encoded = new WeakMap<object, Buffer>();
+/**
+ * A response encoded in advance and sent as these bytes however often (a
+ * cached token's answer). A handler returns it in place of its message.
+ */
+export type EncodedResponse<T> = Buffer & { readonly encodes?: T };
 
 /**
- * Marks `response` as sent again and again without change, so
- * {@link encodeReusedResponsesOnce} encodes it once. The caller must never
- * modify it afterwards.
+ * Encodes `response` with `method`'s own encoder, into a buffer of its own:
+ * small Buffers are slices of a shared 8 KiB pool, and holding one would
+ * hold its whole pool. The bytes are the message's, so it needs no keeping.
  */
-export function reusedResponse<T extends object>(response: T): T {
-  reusable.add(response);
-  return response;
+export function encodeResponse<T>(method: { responseSerialize: (value: T) => Buffer }, response: T): EncodedResponse<T> {
+  const fresh = method.responseSerialize(response);
+  const own = Buffer.allocUnsafeSlow(fresh.length);
+  fresh.copy(own);
+  return own;
+}
+
+/** `encoded`, typed as the message it encodes, for a handler to return. */
+export function asMessage<T>(encoded: EncodedResponse<T>): T {
+  return encoded as unknown as T;
 }
 
 /**
- * A copy of `service` whose response encoders keep the bytes of responses
- * marked with {@link reusedResponse}: every cache hit for one token answers
- * the same message, and grpc-js copies the bytes into each call's frame.
+ * A copy of `service` whose response encoders send an {@link EncodedResponse}
+ * as it is (grpc-js copies the bytes into each call's frame) and encode every
+ * other response as before. A message is never a Buffer.
  */
-export function encodeReusedResponsesOnce<S extends ServiceDefinition>(service: S): S {
+export function sendEncodedResponses<S extends ServiceDefinition>(service: S): S {
   const copy: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(service)) {
     copy[name] = {
       ...method,
-      responseSerialize: (value: unknown): Buffer => {
-        if (typeof value !== 'object' || value === null || !reusable.has(value)) return method.responseSerialize(value);
-        let bytes = encoded.get(value);
-        if (bytes === undefined) {
-          // A copy of its own: small Buffers are slices of a shared 8 KiB
-          // pool, and keeping one would keep its whole pool alive.
-          const fresh = method.responseSerialize(value);
-          bytes = Buffer.allocUnsafeSlow(fresh.length);
-          fresh.copy(bytes);
-          encoded.set(value, bytes);
-        }
-        return bytes;
-      },
+      responseSerialize: (value: unknown): Buffer => (Buffer.isBuffer(value) ? value : method.responseSerialize(value)),
     };
   }
   return copy as S;

@@ -8,7 +8,7 @@ import { Deadline } from '../domain/deadline';
 import type { Profile } from '../domain/grant';
 import type { AccessToken, RevokeResult, TokenBroker } from '../domain/token-broker';
 import type { Duration } from '../gen/google/protobuf/duration';
-import { GoogleRevocation, GrantState, type GetAccessTokenResponse, type Profile as ProfileMessage, type TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
+import { GoogleRevocation, GrantState, TokenBrokerServiceService, type GetAccessTokenResponse, type Profile as ProfileMessage, type TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
 import { describeError } from '../observability/describe-error';
 import type { Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
@@ -16,7 +16,7 @@ import { cloudLoggingTraceFields, traceContextOf, type TraceContext } from '../o
 import { RpcSpan } from '../observability/tracing';
 import { toStatus } from './error-status';
 import type { InFlightCalls } from './in-flight-calls';
-import { reusedResponse } from './reused-responses';
+import { asMessage, encodeResponse, type EncodedResponse } from './reused-responses';
 import { isUndecodable } from './undecodable-request';
 
 /**
@@ -92,17 +92,16 @@ function tokenIssued(userId: string, token: AccessToken): CallLog {
   return { event: 'token_issued', userId, scopes: token.scopes };
 }
 
-/** One response object per cached token, encoded once however often it is sent. */
-const cachedResponses = new WeakMap<AccessToken, GetAccessTokenResponse>();
+/** Per cached token, its response's bytes: encoded once however often it is sent, and dropped with the token. */
+const cachedResponses = new WeakMap<AccessToken, EncodedResponse<GetAccessTokenResponse>>();
 
 function cachedTokenResponse(token: AccessToken): GetAccessTokenResponse {
-  let response = cachedResponses.get(token);
-  if (!response) {
-    // The token's scope list is shared and frozen; the encoder only reads it.
-    response = reusedResponse({ accessToken: token.accessToken, expireTime: new Date(token.expiresAt), scopes: token.scopes as string[] });
-    cachedResponses.set(token, response);
+  let encoded = cachedResponses.get(token);
+  if (!encoded) {
+    encoded = encodeResponse(TokenBrokerServiceService.getAccessToken, { accessToken: token.accessToken, expireTime: new Date(token.expiresAt), scopes: [...token.scopes] });
+    cachedResponses.set(token, encoded);
   }
-  return response;
+  return asMessage(encoded);
 }
 
 /** What every handler shares. */
