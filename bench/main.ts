@@ -787,7 +787,9 @@ function memoryTarget(memory: BenchResults['memory']): TargetRow {
 async function memoryOnly(bench: Bench, info: ReturnType<typeof machine>, wallStart: number): Promise<number> {
   const memory = await memoryCurve(bench, bench.stack.callerToken(GATEWAY), SETTINGS.memorySeconds);
   const target = memoryTarget(memory);
-  writePhaseReport('memory', 'memory curve', info, wallStart, [
+  // Users in use get reports of their own, so the curve of signed-in users stays beside them.
+  const served = SETTINGS.memoryServed === 1;
+  writePhaseReport(served ? 'memory-served' : 'memory', served ? 'memory curve of users in use' : 'memory curve', info, wallStart, [
     renderMemory(memory),
     `Target 7: ${target.measured}: ${target.pass === undefined ? 'NOT REACHED' : target.pass ? 'PASS' : 'MISS'}`,
     '',
