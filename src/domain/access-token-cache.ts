@@ -86,8 +86,9 @@ export class AccessTokenCache {
   get(userId: string, scopeKey: string, minTtlMs: number): CachedToken | undefined {
     const held = this.users.get(userId);
     if (held === undefined) return undefined;
-    const entry: Entry | undefined = Array.isArray(held) ? held[indexOf(held, scopeKey)] : held.set.key === scopeKey ? held : undefined;
-    if (entry === undefined) return undefined;
+    const at = Array.isArray(held) ? indexOf(held, scopeKey) : held.set.key === scopeKey ? 0 : -1;
+    if (at < 0) return undefined;
+    const entry = Array.isArray(held) ? (held[at] as Entry) : held;
     const remaining = entry.expiresAt - this.clock.now();
     if (remaining <= 0) {
       this.drop(userId, held, scopeKey);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { TokenBroker } from '../domain/token-broker';
 import { TokenBrokerServiceService } from '../gen/tokenbroker/v1/token_broker';
 import { InFlightCalls } from './in-flight-calls';
-import { sendEncodedResponses } from './reused-responses';
+import { sendEncodedResponses } from './encoded-responses';
 import { tokenBrokerService, type CallContext } from './token-broker-service';
 import { tolerantRequests } from './undecodable-request';
 

@@ -16,7 +16,7 @@ import { cloudLoggingTraceFields, traceContextOf, type TraceContext } from '../o
 import { RpcSpan } from '../observability/tracing';
 import { toStatus } from './error-status';
 import type { InFlightCalls } from './in-flight-calls';
-import { asMessage, encodeResponse, type EncodedResponse } from './reused-responses';
+import { asMessage, encodeResponse, type EncodedResponse } from './encoded-responses';
 import { isUndecodable } from './undecodable-request';
 
 /**

@@ -9,7 +9,7 @@ export type EncodedResponse<T> = Buffer & { readonly encodes?: T };
 /**
  * Encodes `response` with `method`'s own encoder, into a buffer of its own:
  * small Buffers are slices of a shared 8 KiB pool, and holding one would
- * hold its whole pool. The bytes are the message's, so it needs no keeping.
+ * hold its whole pool. The message itself need not be kept.
  */
 export function encodeResponse<T>(method: { responseSerialize: (value: T) => Buffer }, response: T): EncodedResponse<T> {
   const fresh = method.responseSerialize(response);
