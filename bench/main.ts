@@ -39,6 +39,7 @@ import {
   type BrokerProcess,
 } from './lib/stack';
 import { linearFit, median, quantile, round, unionLength } from './lib/stats';
+import { parseSamples, sumOf } from '../test/support/prometheus-text';
 
 const REPO_ROOT = path.resolve(__dirname, '..');
 const OUT_DIR = path.resolve(process.env.BENCH_OUT ?? path.join(REPO_ROOT, 'bench', 'results'));
@@ -364,7 +365,7 @@ async function main(): Promise<number> {
 
   // --- 8: ExchangeCode beyond waiting on Google and Firestore ----------------------------------
   const exchange = await exchangeBreakdown(stack, broker, gateway, photos, hotUser);
-  say(`ExchangeCode p50 ${exchange.totalP50Ms.toFixed(2)} ms = waiting ${exchange.waitP50Ms.toFixed(2)} (Google ${exchange.googleP50Ms.toFixed(2)}, Firestore ${exchange.firestoreP50Ms.toFixed(2)} over ${exchange.firestoreCallsPerExchange} RPCs) + ours ${exchange.overheadP50Ms.toFixed(2)} ms (${exchange.overheadCorrectedP50Ms.toFixed(2)} ms without the proxies' hops)`);
+  say(`ExchangeCode p50 ${exchange.totalP50Ms.toFixed(2)} ms = waiting ${exchange.waitP50Ms.toFixed(2)} (Google ${exchange.googleP50Ms.toFixed(2)}, Firestore ${exchange.firestoreP50Ms.toFixed(2)} over ${exchange.firestoreCallsPerExchange} RPCs) + ours ${exchange.overheadP50Ms.toFixed(2)} ms (${exchange.overheadCorrectedP50Ms.toFixed(2)} ms without the proxies' hops); in the broker: handler ${exchange.handlerP50Ms.toFixed(2)} ms, its own ${exchange.ownP50Ms.toFixed(2)} ms`);
 
   // --- 5 and 6: stampede across 3 instances, two of them fresh ---------------------------------
   say('stampede: 2 more instances...');
@@ -493,15 +494,7 @@ async function main(): Promise<number> {
       gated: false,
     },
     memoryTarget(memory),
-    {
-      id: '8',
-      text: 'ExchangeCode adds <= 3 ms at p50 beyond waiting on Google and Firestore',
-      measured:
-        `${exchange.overheadP50Ms.toFixed(2)} ms as measured, ${exchange.overheadCorrectedP50Ms.toFixed(2)} ms less the proxies' own hops (end to end ${exchange.totalP50Ms.toFixed(2)} ms, waiting ${exchange.waitP50Ms.toFixed(2)} ms); ` +
-        `broker CPU per sign-in ${exchange.brokerMainThreadCpuMsPerExchange.toFixed(1)} ms on its event loop, ${exchange.brokerCpuMsPerExchange.toFixed(1)} ms all threads`,
-      pass: exchange.overheadCorrectedP50Ms <= TARGETS.exchangeOverheadMs,
-      gated: false,
-    },
+    ...exchangeTargets(exchange),
   ];
 
   const results: BenchResults = {
@@ -558,36 +551,82 @@ function caseRow(key: string, label: string, runs: LoadResult[], vsEcho: number 
 }
 
 /**
- * Sequential sign-ins on an otherwise idle broker: end-to-end latency at the
- * client against the union of the intervals the proxies saw the broker wait
- * on Google and Firestore within it. The proxies' own hops would count as
- * ours; they are measured (same reads through the proxy and directly) and
- * reported both ways.
+ * Sequential sign-ins on an otherwise idle broker, measured two ways.
+ *
+ * On the wire: end-to-end latency at the client against the union of the
+ * intervals the proxies saw the broker wait on Google and Firestore within
+ * it. The proxies' own hops would count as ours; they are measured (same
+ * reads through the proxy and directly) and reported both ways. The client
+ * libraries' own work (the Firestore SDK, gaxios) counts as ours here.
+ *
+ * In the broker: its own metrics, scraped after every sign-in, give the
+ * handler's time (tokenbroker_rpc_duration_seconds) and the time it spent
+ * inside its calls to Google (tokenbroker_upstream_duration_seconds) and
+ * Firestore (tokenbroker_firestore_duration_seconds), client libraries
+ * included; the difference is the broker's own. The sums are exact only
+ * when those calls do not overlap: the proxies' intervals tell.
+ *
+ * The broker's CPU per sign-in comes from a second series of sign-ins
+ * without scrapes (a scrape costs CPU of its own).
  */
 async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gateway: TokenBrokerClient, photos: TokenBrokerClient, hotUser: string) {
-  say(`ExchangeCode breakdown: ${SETTINGS.exchangeSamples} sequential sign-ins...`);
-  const cpu0 = { main: broker.child.mainThreadCpuMs(), all: broker.child.cpuMs() };
-  const rows: Array<{ totalMs: number; waitMs: number; googleMs: number; firestoreMs: number; firestoreCalls: number; googleCalls: number }> = [];
+  say(`ExchangeCode breakdown: ${SETTINGS.exchangeSamples} sequential sign-ins, the broker's metrics scraped after each, then ${SETTINGS.exchangeSamples} more for its CPU...`);
+  const signIn = () => gateway.exchangeCode({ authCode: stack.mintCode(stack.newUser()) }, { timeoutMs: 15_000 });
+  const rows: Array<{
+    totalMs: number;
+    waitMs: number;
+    googleMs: number;
+    firestoreMs: number;
+    firestoreCalls: number;
+    googleCalls: number;
+    /** Sum of the wire intervals less their union: > 0 when the broker waited on two things at once. */
+    overlapMs: number;
+    handlerMs: number;
+    inGoogleMs: number;
+    inFirestoreMs: number;
+    handlerCalls: number;
+    inFirestoreCalls: number;
+    inGoogleCalls: number;
+  }> = [];
+  const scrape = async () => parseSamples(await httpText(broker.metricsUrl));
+  let before = await scrape();
   for (let i = 0; i < SETTINGS.exchangeSamples; i += 1) {
-    const code = stack.mintCode(stack.newUser());
     const fsFrom = stack.firestore.calls.length;
     const gFrom = stack.oauthProxy.calls.length;
     const t0 = performance.now();
-    await gateway.exchangeCode({ authCode: code }, { timeoutMs: 15_000 });
+    await signIn();
     const t1 = performance.now();
+    const after = await scrape();
+    const previous = before;
+    before = after;
+    const grew = (name: string, labels: Record<string, string> = {}) => sumOf(after, name, labels) - sumOf(previous, name, labels);
     const fs = stack.firestore.calls.slice(fsFrom).filter((c) => c.startMs >= t0 && c.endMs <= t1);
     const g = stack.oauthProxy.calls.slice(gFrom).filter((c) => c.startMs >= t0 && c.endMs <= t1);
     const fsIntervals = fs.map((c) => [c.startMs, c.endMs] as const);
     const gIntervals = g.map((c) => [c.startMs, c.endMs] as const);
+    const all = [...fsIntervals, ...gIntervals];
+    const waitMs = unionLength(all);
+    const exchange = { method: 'ExchangeCode', code: 'OK' };
     rows.push({
       totalMs: t1 - t0,
-      waitMs: unionLength([...fsIntervals, ...gIntervals]),
+      waitMs,
       googleMs: unionLength(gIntervals),
       firestoreMs: unionLength(fsIntervals),
       firestoreCalls: fs.length,
       googleCalls: g.length,
+      overlapMs: all.reduce((sum, [start, end]) => sum + (end - start), 0) - waitMs,
+      handlerMs: grew('tokenbroker_rpc_duration_seconds_sum', exchange) * 1000,
+      inGoogleMs: grew('tokenbroker_upstream_duration_seconds_sum') * 1000,
+      inFirestoreMs: grew('tokenbroker_firestore_duration_seconds_sum') * 1000,
+      handlerCalls: grew('tokenbroker_rpc_duration_seconds_count', exchange),
+      inFirestoreCalls: grew('tokenbroker_firestore_duration_seconds_count'),
+      inGoogleCalls: grew('tokenbroker_upstream_duration_seconds_count'),
     });
   }
+  const miscounted = rows.filter((r) => r.handlerCalls !== 1).length;
+  if (miscounted > 0) throw new Error(`${miscounted} sign-ins did not move the broker's ExchangeCode series by exactly one call`);
+  const cpu0 = { main: broker.child.mainThreadCpuMs(), all: broker.child.cpuMs() };
+  for (let i = 0; i < SETTINGS.exchangeSamples; i += 1) await signIn();
   const cpu = { main: broker.child.mainThreadCpuMs() - cpu0.main, all: broker.child.cpuMs() - cpu0.all };
   // What one hop through each proxy costs, measured from here: the same read both ways, alternating.
   const [fsHost, fsPort] = stack.firestore.host.split(':');
@@ -623,6 +662,7 @@ async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gatew
   const firestoreCallsPerExchange = median(col('firestoreCalls'));
   const googleCallsPerExchange = median(col('googleCalls'));
   const overheadP50Ms = quantile(rows.map((r) => r.totalMs - r.waitMs), 0.5);
+  const ownMs = rows.map((r) => r.handlerMs - r.inGoogleMs - r.inFirestoreMs);
   return {
     samples: rows.length,
     totalP50Ms: quantile(col('totalMs'), 0.5),
@@ -637,11 +677,62 @@ async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gatew
     firestoreProxyHopMs: fsHopMs,
     oauthProxyHopMs: httpHopMs,
     overheadCorrectedP50Ms: Math.max(0, overheadP50Ms - firestoreCallsPerExchange * fsHopMs - googleCallsPerExchange * httpHopMs),
+    // In the broker, from its own metrics: the handler's time less the time inside its Google and Firestore calls.
+    handlerP50Ms: quantile(col('handlerMs'), 0.5),
+    inGoogleP50Ms: quantile(col('inGoogleMs'), 0.5),
+    inFirestoreP50Ms: quantile(col('inFirestoreMs'), 0.5),
+    inFirestoreCallsPerExchange: median(col('inFirestoreCalls')),
+    inGoogleCallsPerExchange: median(col('inGoogleCalls')),
+    ownP50Ms: quantile(ownMs, 0.5),
+    ownP90Ms: quantile(ownMs, 0.9),
+    /** The client, both gRPC hops and the server's framing: end to end less the handler's time. */
+    outsideHandlerP50Ms: quantile(rows.map((r) => r.totalMs - r.handlerMs), 0.5),
+    maxWireOverlapMs: Math.max(...col('overlapMs')),
     // The broker's own CPU per sign-in: its event loop cannot answer before this much work is done.
-    brokerMainThreadCpuMsPerExchange: cpu.main / rows.length,
-    brokerCpuMsPerExchange: cpu.all / rows.length,
+    brokerMainThreadCpuMsPerExchange: cpu.main / SETTINGS.exchangeSamples,
+    brokerCpuMsPerExchange: cpu.all / SETTINGS.exchangeSamples,
     cachedGetAccessTokenRttP50Ms: quantile(rtt, 0.5),
   };
+}
+
+/**
+ * Target 8 both ways: in the broker (its metrics; the client libraries'
+ * work inside a Google or Firestore call counts as waiting) and on the wire
+ * (the proxies; that work counts as ours). Neither is gated.
+ */
+function exchangeTargets(exchange: Awaited<ReturnType<typeof exchangeBreakdown>>): TargetRow[] {
+  const overlap = exchange.maxWireOverlapMs > 0.05 ? `; WARNING: calls overlapped by up to ${exchange.maxWireOverlapMs.toFixed(2)} ms, so the broker's sums overstate waiting` : '';
+  return [
+    {
+      id: '8a',
+      text: 'ExchangeCode adds <= 3 ms at p50 beyond waiting on Google and Firestore, in the broker (its metrics: time inside a client library call counts as waiting)',
+      measured:
+        `${exchange.ownP50Ms.toFixed(2)} ms p50, ${exchange.ownP90Ms.toFixed(2)} ms p90 (handler ${exchange.handlerP50Ms.toFixed(2)} ms, in Google ${exchange.inGoogleP50Ms.toFixed(2)} ms, in Firestore ${exchange.inFirestoreP50Ms.toFixed(2)} ms over ${exchange.inFirestoreCallsPerExchange} operations)${overlap}`,
+      pass: exchange.ownP50Ms <= TARGETS.exchangeOverheadMs && exchange.maxWireOverlapMs <= 0.05,
+      gated: false,
+    },
+    {
+      id: '8b',
+      text: 'the same on the wire (the proxies: the client libraries\' work counts as ours, as do the client and the gRPC hops)',
+      measured:
+        `${exchange.overheadCorrectedP50Ms.toFixed(2)} ms p50 less the proxies' own hops, ${exchange.overheadP50Ms.toFixed(2)} ms as measured (end to end ${exchange.totalP50Ms.toFixed(2)} ms, waiting ${exchange.waitP50Ms.toFixed(2)} ms); ` +
+        `broker CPU per sign-in ${exchange.brokerMainThreadCpuMsPerExchange.toFixed(1)} ms on its event loop, ${exchange.brokerCpuMsPerExchange.toFixed(1)} ms all threads`,
+      pass: exchange.overheadCorrectedP50Ms <= TARGETS.exchangeOverheadMs,
+      gated: false,
+    },
+  ];
+}
+
+/** The body of a GET of `url`, as text; rejects on a status other than 200. */
+function httpText(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    httpGet(url, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${url}: HTTP ${res.statusCode}`))));
+    }).on('error', reject);
+  });
 }
 
 function timedGet(url: string): Promise<void> {
@@ -859,7 +950,7 @@ async function exchangeOnly(bench: Bench, info: ReturnType<typeof machine>, wall
     const summary = summarizeProfile(copy, [], window, 30);
     const byStack = attributeByStack(copy, EXCHANGE_STACK_RULES, window);
     profileLines = [
-      `Broker CPU profile over the measured sign-ins (node --cpu-prof, ${summary.busyMs.toFixed(0)} ms busy; the window also holds the proxy-hop reads and 200 cached GetAccessToken calls):`,
+      `Broker CPU profile over the measured sign-ins (node --cpu-prof, ${summary.busyMs.toFixed(0)} ms busy; the window also holds the metrics scrapes after each sign-in, the proxy-hop reads and 200 cached GetAccessToken calls):`,
       '',
       '| % of busy | whose code is on the stack |',
       '|---:|---|',
@@ -875,11 +966,10 @@ async function exchangeOnly(bench: Bench, info: ReturnType<typeof machine>, wall
       '',
     ];
   }
-  const overhead = exchange.overheadCorrectedP50Ms;
   writePhaseReport('exchange', 'ExchangeCode overhead', info, wallStart, [
     renderExchange(exchange),
     '',
-    `Target 8: ${overhead.toFixed(2)} ms p50 beyond waiting, less the proxies' hops (${exchange.overheadP50Ms.toFixed(2)} ms as measured): ${overhead <= TARGETS.exchangeOverheadMs ? 'PASS' : 'MISS'}`,
+    ...exchangeTargets(exchange).map((t) => `Target ${t.id}: ${t.measured}: ${t.pass ? 'PASS' : 'MISS'}`),
     '',
     ...profileLines,
   ], { exchange });

@@ -6,6 +6,7 @@ import { TokenBrokerClient } from '../src/client/token-broker-client';
 import { BrokerError } from '../src/domain/broker-error';
 import { NO_METRICS, type FirestoreOperation, type Metrics } from '../src/observability/metrics';
 import { issuedSecrets } from './support/log-capture';
+import { parseSamples, type Sample } from './support/prometheus-text';
 import { expectGrpcError, useStack } from './support/stack';
 
 const GATEWAY = 'gateway@tb-metrics.iam.gserviceaccount.com';
@@ -22,13 +23,6 @@ callers:
     scopes: [${DRIVE}]
 `;
 
-/** One sample of a scrape: series name, labels, value. */
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
 /** GETs `path` on the metrics port over real HTTP. */
 function httpGet(port: number, path: string, method = 'GET'): Promise<{ status: number; contentType: string; body: string }> {
   return new Promise((resolve, reject) => {
@@ -41,20 +35,6 @@ function httpGet(port: number, path: string, method = 'GET'): Promise<{ status: 
     req.on('error', reject);
     req.end();
   });
-}
-
-/** Parses Prometheus' text format (the subset prom-client writes). */
-function parseSamples(body: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of body.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match) throw new Error(`unparsable metrics line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1] as string] = pair[2] as string;
-    samples.push({ name: match[1] as string, labels, value: Number(match[3]) });
-  }
-  return samples;
 }
 
 /** The value of the one series of `name` whose labels include `labels` (0 when absent). */
@@ -91,6 +71,7 @@ describe('Prometheus metrics', () => {
     expect(samples.some((s) => s.name === 'nodejs_eventloop_lag_seconds')).to.equal(true);
     expect(samples.some((s) => s.name === 'tokenbroker_upstream_requests_total' && s.labels.endpoint === 'revoke' && s.labels.outcome === 'breaker_open')).to.equal(true);
     expect(valueOf(samples, 'tokenbroker_upstream_breaker_open', { endpoint: 'token' })).to.equal(0);
+    expect(samples.some((s) => s.name === 'tokenbroker_firestore_duration_seconds_count' && s.labels.operation === 'revocation_settle')).to.equal(true);
   });
 
   it('moves every series with traffic, and no label names a user, caller or token', async () => {
@@ -148,6 +129,13 @@ describe('Prometheus metrics', () => {
       expect(upstream('token', 'breaker_open')).to.equal(1);
       expect(upstream('certs', 'ok')).to.be.at.least(1);
       expect(delta(samples, 'tokenbroker_upstream_duration_seconds_count', { endpoint: 'token' })).to.equal(7);
+
+      // Each sign-in claims its code once and writes its grant once (with the exchange's completion alongside).
+      const firestoreCalls = (operation: string) => delta(samples, 'tokenbroker_firestore_duration_seconds_count', { operation });
+      expect(firestoreCalls('exchange_claim')).to.equal(2);
+      expect(firestoreCalls('grant_update')).to.be.at.least(2);
+      expect(delta(samples, 'tokenbroker_firestore_duration_seconds_bucket', { operation: 'exchange_claim', le: '+Inf' })).to.equal(2);
+      expect(delta(samples, 'tokenbroker_firestore_duration_seconds_sum', { operation: 'exchange_claim' })).to.be.greaterThan(0);
 
       const cache = (name: string, result: string) => delta(samples, 'tokenbroker_cache_lookups_total', { cache: name, result });
       expect(cache('profile', 'hit')).to.equal(1);
@@ -208,9 +196,11 @@ describe('Prometheus metrics', () => {
     }
   });
 
-  it('counts Firestore failures by operation, and nothing for errors of our own', async () => {
+  it('counts Firestore failures by operation, and nothing for errors of our own; times every operation', async () => {
     const counted: FirestoreOperation[] = [];
-    const metrics: Metrics = { ...NO_METRICS, firestoreError: (operation) => counted.push(operation) };
+    const timed: Array<[FirestoreOperation, number]> = [];
+    const metrics: Metrics = { ...NO_METRICS, firestoreError: (operation) => counted.push(operation), firestoreCall: (operation, seconds) => timed.push([operation, seconds]) };
+    expect(await storeCall(storeBudget(1000, metrics, 'exchange_get'), () => new Promise((resolve) => setTimeout(() => resolve('answer'), 30)))).to.equal('answer');
     const failing = storeCall(storeBudget(1000, metrics, 'grant_get'), () => Promise.reject(Object.assign(new Error('unavailable'), { code: 14 })));
     await failing.then(
       () => expect.fail('the call should fail'),
@@ -223,5 +213,10 @@ describe('Prometheus metrics', () => {
     );
     await storeCall(storeBudget(1000, metrics, 'grant_update'), () => Promise.reject(new BrokerError('CONSENT_REQUIRED', 'ours'))).catch(() => undefined);
     expect(counted).to.deep.equal(['grant_get', 'shared_token_update']);
+    expect(timed.map(([operation]) => operation)).to.deep.equal(['exchange_get', 'grant_get', 'shared_token_update', 'grant_update']);
+    const seconds = new Map(timed);
+    // Timers may fire a little early by the performance clock: allow a millisecond.
+    expect(seconds.get('exchange_get')).to.be.at.least(0.029).and.below(1);
+    expect(seconds.get('shared_token_update')).to.be.at.least(0.099).and.below(1);
   });
 });

@@ -223,6 +223,8 @@ export function renderExchange(e: Record<string, number>): string {
       `(Google ${f(x('googleP50Ms'))} ms over ${x('googleCallsPerExchange')} request, Firestore ${f(x('firestoreP50Ms'))} ms over ${x('firestoreCallsPerExchange')} RPCs); ours p50 ${f(x('overheadP50Ms'))} ms, p90 ${f(x('overheadP90Ms'))} ms. ` +
       `The proxies' own hops (measured: ${f(x('firestoreProxyHopMs'))} ms per Firestore RPC, ${f(x('oauthProxyHopMs'))} ms per HTTP request) leave ${f(x('overheadCorrectedP50Ms'))} ms. ` +
       `"Ours" still includes the client and the gRPC round trip (a cached GetAccessToken from the same client: ${f(x('cachedGetAccessTokenRttP50Ms'))} ms p50). ` +
-      `The broker itself spent ${f(x('brokerMainThreadCpuMsPerExchange'), 1)} ms of event-loop CPU per sign-in (${f(x('brokerCpuMsPerExchange'), 1)} ms all threads, /proc).`
+      `The broker itself spent ${f(x('brokerMainThreadCpuMsPerExchange'), 1)} ms of event-loop CPU per sign-in (${f(x('brokerCpuMsPerExchange'), 1)} ms all threads, /proc).\n\n` +
+      `In the broker (its metrics, scraped after each sign-in): handler p50 ${f(x('handlerP50Ms'))} ms, of it inside Google calls ${f(x('inGoogleP50Ms'))} ms (${x('inGoogleCallsPerExchange')} request) and inside Firestore calls ${f(x('inFirestoreP50Ms'))} ms (${x('inFirestoreCallsPerExchange')} operations, client library included); ` +
+      `its own p50 ${f(x('ownP50Ms'))} ms, p90 ${f(x('ownP90Ms'))} ms. Outside the handler (client, gRPC both ways): ${f(x('outsideHandlerP50Ms'))} ms p50. Largest overlap of two waits on the wire: ${f(x('maxWireOverlapMs'))} ms.`
   );
 }

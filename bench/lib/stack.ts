@@ -39,6 +39,8 @@ export interface BrokerProcess {
   child: ManagedChild;
   port: number;
   address: string;
+  /** Where it serves Prometheus metrics (production turns them on; so does the benchmark). */
+  metricsUrl: string;
   /** Spawn to grpc.health.v1 SERVING, as seen by a client polling every 5 ms. */
   coldStartMs: number;
   /** performance.now() at spawn. */
@@ -133,12 +135,13 @@ export class BenchStack {
   /** Starts `node dist/main.js` on an OS-picked port and waits for health SERVING. */
   async startBroker(name: string, options: BrokerOptions = {}): Promise<BrokerProcess> {
     const port = await freePort();
+    const metricsPort = await freePort();
     const started = performance.now();
     const child = ManagedChild.start({
       name,
       command: process.execPath,
       args: [...(options.nodeArgs ?? []), path.join(this.repoRoot, 'dist', 'main.js')],
-      env: { ...this.env, ...(options.direct ? this.directEnv() : {}), PORT: String(port), ...options.env },
+      env: { ...this.env, ...(options.direct ? this.directEnv() : {}), PORT: String(port), TOKENBROKER_METRICS_PORT: String(metricsPort), ...options.env },
       stdout: options.stdout ?? 'pipe',
       cwd: this.repoRoot,
     });
@@ -148,7 +151,7 @@ export class BenchStack {
       await child.stop('SIGKILL');
       throw err;
     }
-    return { name, child, port, address: `127.0.0.1:${port}`, coldStartMs: performance.now() - started, spawnedAt: started };
+    return { name, child, port, address: `127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, coldStartMs: performance.now() - started, spawnedAt: started };
   }
 
   /** Endpoints without the proxies in between. */

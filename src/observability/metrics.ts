@@ -23,6 +23,12 @@ export interface Metrics {
   grantMarkedDead(reason: DeadReasonLabel): void;
   /** A Firestore operation that failed or ran out of time (STORE_UNAVAILABLE). */
   firestoreError(operation: FirestoreOperation): void;
+  /**
+   * One Firestore operation, whatever its outcome: `seconds` from the call
+   * into the client library to its answer, its failure or our deadline
+   * (the library's own work on the event loop included).
+   */
+  firestoreCall(operation: FirestoreOperation, seconds: number): void;
 }
 
 /** Google endpoints the broker calls. */
@@ -90,26 +96,30 @@ export function deadReasonLabel(reason: string): DeadReasonLabel {
 }
 
 /** The Firestore operations the adapters run, by collection and kind. */
-export type FirestoreOperation =
-  | 'grant_get'
-  | 'grant_update'
-  | 'grant_list'
-  | 'grant_delete'
-  | 'shared_token_get'
-  | 'shared_token_update'
-  | 'shared_token_delete'
-  | 'exchange_claim'
-  | 'exchange_complete'
-  | 'exchange_release'
-  | 'exchange_get'
-  | 'revocation_record'
-  | 'revocation_pending'
-  | 'revocation_settle'
-  | 'revocation_announce_drop'
-  | 'grant_find_by_hash'
-  | 'security_event_seen'
-  | 'security_event_record'
-  | 'other';
+export const FIRESTORE_OPERATIONS = [
+  'grant_get',
+  'grant_update',
+  'grant_list',
+  'grant_delete',
+  'shared_token_get',
+  'shared_token_update',
+  'shared_token_delete',
+  'exchange_claim',
+  'exchange_complete',
+  'exchange_release',
+  'exchange_get',
+  'revocation_record',
+  'revocation_pending',
+  'revocation_settle',
+  'revocation_announce_drop',
+  'grant_find_by_hash',
+  'security_event_seen',
+  'security_event_record',
+  'other',
+] as const;
+
+/** One of {@link FIRESTORE_OPERATIONS}. */
+export type FirestoreOperation = (typeof FIRESTORE_OPERATIONS)[number];
 
 /** Records nothing: for jobs, tests of single components, and any deployment without metrics. */
 export const NO_METRICS: Metrics = {
@@ -121,4 +131,5 @@ export const NO_METRICS: Metrics = {
   refreshJoined: () => undefined,
   grantMarkedDead: () => undefined,
   firestoreError: () => undefined,
+  firestoreCall: () => undefined,
 };

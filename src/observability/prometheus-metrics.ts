@@ -3,6 +3,7 @@ import { BucketHistogram, type HistogramSeries } from './bucket-histogram';
 import {
   CACHE_NAMES,
   DEAD_REASONS,
+  FIRESTORE_OPERATIONS,
   REFRESH_JOIN_SCOPES,
   REFRESH_OUTCOMES,
   UPSTREAM_ENDPOINTS,
@@ -22,6 +23,8 @@ import { TalliedCounter, type Tally } from './tallied-counter';
 const RPC_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Upstream latency buckets (seconds), up to the longest per-attempt timeout. */
 const UPSTREAM_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Firestore latency buckets (seconds): a few milliseconds in the same region, up to the store timeout. */
+const FIRESTORE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /**
  * {@link Metrics} as Prometheus series in a registry of its own (not
@@ -50,6 +53,7 @@ export class PrometheusMetrics implements Metrics {
   private readonly joins: Record<RefreshJoinScope, Tally>;
   private readonly dead: Record<DeadReasonLabel, Tally>;
   private readonly firestoreErrors: TalliedCounter;
+  private readonly firestoreDuration: Record<FirestoreOperation, HistogramSeries>;
 
   constructor() {
     const registry = this.registry;
@@ -79,6 +83,8 @@ export class PrometheusMetrics implements Metrics {
     const dead = new TalliedCounter(registry, 'tokenbroker_grants_marked_dead_total', 'Grants this process marked REAUTH_REQUIRED, by reason.', ['reason']);
     this.dead = byKey(DEAD_REASONS, (reason) => dead.tally(reason));
     this.firestoreErrors = new TalliedCounter(registry, 'tokenbroker_firestore_errors_total', 'Firestore operations that failed or ran out of time, by operation.', ['operation']);
+    const firestoreDuration = new BucketHistogram(registry, 'tokenbroker_firestore_duration_seconds', 'Duration of each Firestore operation, by operation: from the call into the client library to its answer, failure or the store timeout.', ['operation'], FIRESTORE_BUCKETS);
+    this.firestoreDuration = byKey(FIRESTORE_OPERATIONS, (operation) => firestoreDuration.bind(operation));
   }
 
   rpcHandled(method: string, code: string, seconds: number): void {
@@ -124,6 +130,10 @@ export class PrometheusMetrics implements Metrics {
 
   firestoreError(operation: FirestoreOperation): void {
     this.firestoreErrors.tally(operation).n += 1;
+  }
+
+  firestoreCall(operation: FirestoreOperation, seconds: number): void {
+    this.firestoreDuration[operation].observe(seconds);
   }
 
   /** The registry in Prometheus' text format, and its content type. */

@@ -25,12 +25,14 @@ export function storeBudget(timeoutMs: number, metrics: Metrics, operation: Fire
  * here may still complete later: grant mutations re-read in their
  * transaction, so a late one still applies to the current state.
  *
- * `budget` is the deadline in ms, or a {@link StoreCallBudget}: then every
+ * `budget` is the deadline in ms, or a {@link StoreCallBudget}: then the
+ * call is timed as its operation, whatever its outcome, and every
  * STORE_UNAVAILABLE is counted as a Firestore error of its operation
  * (errors of our own making are not Firestore's, and are not counted).
  */
 export async function storeCall<T>(budget: number | StoreCallBudget, op: () => Promise<T>): Promise<T> {
   const timeoutMs = typeof budget === 'number' ? budget : budget.timeoutMs;
+  const started = performance.now();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -46,5 +48,6 @@ export async function storeCall<T>(budget: number | StoreCallBudget, op: () => P
     throw failure;
   } finally {
     clearTimeout(timer);
+    if (typeof budget !== 'number') budget.metrics.firestoreCall(budget.operation, (performance.now() - started) / 1000);
   }
 }
