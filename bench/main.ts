@@ -293,16 +293,19 @@ async function main(): Promise<number> {
   say(`hot path: ${hotPath.brokerCalls} calls, ${hotPath.auditLines} token_issued lines, ${hotPath.firestoreCalls} Firestore RPCs (${hotPath.firestoreReads} reads), ${hotPath.oauthRequests} upstream requests`);
 
   // --- Logging and authentication cost: stdout to /dev/null, the audit line off, auth off -------
-  say('logging and authentication cost: the same broker with stdout to /dev/null, with log level warn, and with caller auth off...');
+  say('logging, authentication and metrics cost: the same broker with stdout to /dev/null, with log level warn, with caller auth off, and without metrics...');
   const devnull = await bench.startBroker('broker-devnull', { stdout: 'devnull' });
   const quiet = await bench.startBroker('broker-warn', { env: { TOKENBROKER_LOG_LEVEL: 'warn' } });
   // Same requests (the authorization header is sent and ignored), same audit line.
   const open = await bench.startBroker('broker-noauth', { env: { TOKENBROKER_CALLER_AUTH: 'insecure-none' } });
+  // An empty setting is an unset one: no metrics port, nothing recorded.
+  const unmetered = await bench.startBroker('broker-nometrics', { env: { TOKENBROKER_METRICS_PORT: '' } });
   const variants = [
     { key: 'pipe', target: brokerTarget },
     { key: 'devnull', target: target('broker-devnull', devnull) },
     { key: 'warn', target: target('broker-warn', quiet) },
     { key: 'noauth', target: target('broker-noauth', open) },
+    { key: 'nometrics', target: target('broker-nometrics', unmetered) },
   ];
   for (const variant of variants.slice(1)) {
     await probe(variant.target); // first call: the token another instance shared in Firestore
@@ -310,7 +313,7 @@ async function main(): Promise<number> {
   }
   const logRequests = Math.max(10_000, Math.round(requests * 0.6));
   const logRounds: Array<Record<string, number>> = [];
-  const logRuns: Record<string, LoadResult[]> = { echo: [], pipe: [], devnull: [], warn: [], noauth: [] };
+  const logRuns: Record<string, LoadResult[]> = { echo: [], pipe: [], devnull: [], warn: [], noauth: [], nometrics: [] };
   for (let round = 0; round < 3; round += 1) {
     const e = await bench.load(echoTarget, loaded(logRequests));
     logRuns.echo?.push(e);
@@ -326,10 +329,12 @@ async function main(): Promise<number> {
   const unloadedVariants: Record<string, LoadResult> = {};
   for (const variant of variants.slice(1)) unloadedVariants[variant.key] = await bench.load(variant.target, single);
   const authCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.noauth ?? NaN)));
-  say(`  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}, auth off ${logRatio('noauth').toFixed(3)}; auth on / auth off ${authCost.toFixed(3)}`);
+  const metricsCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.nometrics ?? NaN)));
+  say(`  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}, auth off ${logRatio('noauth').toFixed(3)}, metrics off ${logRatio('nometrics').toFixed(3)}; auth on / auth off ${authCost.toFixed(3)}, metrics on / off ${metricsCost.toFixed(3)}`);
   await devnull.child.stop();
   await quiet.child.stop();
   await open.child.stop();
+  await unmetered.child.stop();
 
   // --- 4: the naive baseline --------------------------------------------------------------------
   say('naive baseline (new OAuth2Client + Firestore read + decrypt per call)...');
@@ -435,6 +440,7 @@ async function main(): Promise<number> {
     caseRow('broker-devnull', 'TokenBroker, stdout to /dev/null', logRuns.devnull ?? [], logRatio('devnull')),
     caseRow('broker-warn', 'TokenBroker, log level warn (no audit line)', logRuns.warn ?? [], logRatio('warn')),
     caseRow('broker-noauth', 'TokenBroker, caller auth off (insecure-none), same requests', logRuns.noauth ?? [], logRatio('noauth')),
+    caseRow('broker-nometrics', 'TokenBroker, metrics off (TOKENBROKER_METRICS_PORT unset)', logRuns.nometrics ?? [], logRatio('nometrics')),
     caseRow('naive', 'naive: OAuth2Client + Firestore read + decrypt per call', [naiveRun], naiveRun.rps / median(pairs.map((p) => p.echo.rps))),
     caseRow('echo-unloaded', 'echo, unloaded (-c 1 -m 1)', unloaded.map((u) => u.echo), undefined),
     caseRow('broker-unloaded', 'TokenBroker, unloaded (-c 1 -m 1)', unloaded.map((u) => u.broker), median(unloaded.map((u) => u.broker.rps / u.echo.rps))),
@@ -504,7 +510,7 @@ async function main(): Promise<number> {
     targets,
     pairs: pairs.map((p) => ({ echoRps: p.echo.rps, brokerRps: p.broker.rps, ratio: p.ratio, echoP99Ms: p.echo.p99Us / 1000, brokerP99Ms: p.broker.p99Us / 1000, p99Ratio: p.p99Ratio })),
     hotPath,
-    logging: { rounds: logRounds, medianVsEcho: { pipe: logRatio('pipe'), devnull: logRatio('devnull'), warn: logRatio('warn'), noauth: logRatio('noauth') }, authOnVsOff: authCost },
+    logging: { rounds: logRounds, medianVsEcho: { pipe: logRatio('pipe'), devnull: logRatio('devnull'), warn: logRatio('warn'), noauth: logRatio('noauth'), nometrics: logRatio('nometrics') }, authOnVsOff: authCost, metricsOnVsOff: metricsCost },
     machineLoad: { load1AtStart: loadAtStart, load1AtEnd: load1(), duringPairs: machineDuringPairs },
     naive: { rps: naiveRun.rps, p50Ms: naiveRun.p50Us / 1000, p99Ms: naiveRun.p99Us / 1000, requests: naiveRequests },
     exchange,

@@ -58,8 +58,8 @@ export interface BenchResults {
   targets: TargetRow[];
   pairs: Array<{ echoRps: number; brokerRps: number; ratio: number; echoP99Ms: number; brokerP99Ms: number; p99Ratio: number }>;
   hotPath: { brokerCalls: number; auditLines: number; oauthRequests: number; oauthProxied: number; firestoreReads: number; firestoreCalls: number; firestoreByMethod: FirestoreCounts };
-  /** authOnVsOff: median over the rounds of (auth on req/s) / (auth off req/s). */
-  logging: { rounds: Array<Record<string, number>>; medianVsEcho: Record<string, number>; authOnVsOff: number };
+  /** authOnVsOff, metricsOnVsOff: median over the rounds of (on req/s) / (off req/s). */
+  logging: { rounds: Array<Record<string, number>>; medianVsEcho: Record<string, number>; authOnVsOff: number; metricsOnVsOff: number };
   naive: { rps: number; p50Ms: number; p99Ms: number; requests: number };
   exchange: Record<string, number>;
   stampedes: Array<{ scopes: string[]; calls: number; ok: number; errors: Record<string, number>; distinctTokens: number; refreshes: number; firestoreCalls: number; ms: number }>;
@@ -118,6 +118,8 @@ export function renderMarkdown(r: BenchResults): string {
   lines.push(`Logging (median ratio to echo over ${r.logging.rounds.length} rounds): stdout pipe ${f(r.logging.medianVsEcho.pipe ?? NaN, 3)}, stdout /dev/null ${f(r.logging.medianVsEcho.devnull ?? NaN, 3)}, level warn (no audit line) ${f(r.logging.medianVsEcho.warn ?? NaN, 3)}.`);
   lines.push('');
   lines.push(`Caller authentication on the cache-hit path (same rounds): auth off (insecure-none) ${f(r.logging.medianVsEcho.noauth ?? NaN, 3)} of echo; auth on / auth off ${f(r.logging.authOnVsOff, 3)} (median of per-round ratios).`);
+  lines.push('');
+  lines.push(`Metrics (same rounds; every broker the bench starts serves them, as production does): metrics off ${f(r.logging.medianVsEcho.nometrics ?? NaN, 3)} of echo; metrics on / metrics off ${f(r.logging.metricsOnVsOff, 3)} (median of per-round ratios).`);
   const d = r.diagnosis;
   if (d?.allocation) {
     lines.push('');
