@@ -669,6 +669,8 @@ async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gatew
   const googleCallsPerExchange = median(col('googleCalls'));
   const overheadP50Ms = quantile(rows.map((r) => r.totalMs - r.waitMs), 0.5);
   const ownMs = rows.map((r) => r.handlerMs - r.inGoogleMs - r.inFirestoreMs);
+  const inFirestoreCallsPerExchange = median(col('inFirestoreCalls'));
+  const inGoogleCallsPerExchange = median(col('inGoogleCalls'));
   return {
     samples: rows.length,
     totalP50Ms: quantile(col('totalMs'), 0.5),
@@ -687,15 +689,15 @@ async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gatew
     handlerP50Ms: quantile(col('handlerMs'), 0.5),
     inGoogleP50Ms: quantile(col('inGoogleMs'), 0.5),
     inFirestoreP50Ms: quantile(col('inFirestoreMs'), 0.5),
-    inFirestoreCallsPerExchange: median(col('inFirestoreCalls')),
-    inGoogleCallsPerExchange: median(col('inGoogleCalls')),
+    inFirestoreCallsPerExchange,
+    inGoogleCallsPerExchange,
     ownP50Ms: quantile(ownMs, 0.5),
     ownP90Ms: quantile(ownMs, 0.9),
     /** The client, both gRPC hops and the server's framing: end to end less the handler's time. */
     outsideHandlerP50Ms: quantile(rows.map((r) => r.totalMs - r.handlerMs), 0.5),
     maxWireOverlapMs: Math.max(...col('overlapMs')),
     /** Sign-ins whose scrape window held more or fewer Google or Firestore calls than most (another task's calls would count as waiting). */
-    oddCallCountRows: rows.filter((r) => r.inFirestoreCalls !== median(col('inFirestoreCalls')) || r.inGoogleCalls !== median(col('inGoogleCalls'))).length,
+    oddCallCountRows: rows.filter((r) => r.inFirestoreCalls !== inFirestoreCallsPerExchange || r.inGoogleCalls !== inGoogleCallsPerExchange).length,
     // The broker's own CPU per sign-in: its event loop cannot answer before this much work is done.
     brokerMainThreadCpuMsPerExchange: cpu.main / SETTINGS.exchangeSamples,
     brokerCpuMsPerExchange: cpu.all / SETTINGS.exchangeSamples,
