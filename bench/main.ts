@@ -14,6 +14,7 @@ import { status } from '@grpc/grpc-js';
 import type { TokenBrokerClient } from '../src/client/token-broker-client';
 import { GetAccessTokenRequest, GetAccessTokenResponse } from '../src/gen/tokenbroker/v1/token_broker';
 import { LocalSecretManagerServer } from '../src/local/secret-manager-server';
+import { NO_PRETENURING } from '../src/runtime/v8-settings';
 import { attributeByStack, moduleLoadCosts, summarizeProfile } from './lib/cpu-profile';
 import { FirestoreProxy, type FirestoreCounts } from './lib/firestore-proxy';
 import { GcTrace } from './lib/gc-trace';
@@ -121,11 +122,16 @@ function requestBody(userId: string, scopes: string[]): Buffer {
   return frame(GetAccessTokenRequest.encode({ userId, scopes, minTtl: undefined }).finish());
 }
 
+/**
+ * Starts a baseline server. It runs with the V8 setting the broker's
+ * process gives itself (src/runtime/v8-settings.ts), so that a ratio to it
+ * measures the broker's code, not a runtime setting either could have.
+ */
 async function startServer(kind: 'echo' | 'naive', env: Record<string, string>, nodeArgs: string[] = []): Promise<{ child: ManagedChild; port: number }> {
   const child = ManagedChild.start({
     name: kind,
     command: process.execPath,
-    args: [...nodeArgs, '--require', 'tsx/cjs', path.join(REPO_ROOT, 'bench', 'servers', `${kind}-server.ts`)],
+    args: [NO_PRETENURING, ...nodeArgs, '--require', 'tsx/cjs', path.join(REPO_ROOT, 'bench', 'servers', `${kind}-server.ts`)],
     env: { NODE_ENV: 'production', ...env },
     stdout: 'pipe',
     cwd: REPO_ROOT,
@@ -224,13 +230,32 @@ async function main(): Promise<number> {
     gateway.close();
     photos.close();
   });
+  /**
+   * New users signed in through `b` (ExchangeCode as the gateway, then one
+   * GetAccessToken each, 16 at a time): every broker measured under load
+   * has this history first, as a broker in production has, since calls that
+   * wait on Google and Firestore shape how V8 treats every later call.
+   */
+  const signInUsers = async (b: BrokerProcess, count: number): Promise<string[]> => {
+    const gatewayTo = b === broker ? gateway : stack.clientAs(b, gatewayToken);
+    const photosTo = b === broker ? photos : stack.clientAs(b, photosToken);
+    try {
+      const ids = await mapLimit(
+        Array.from({ length: count }, () => stack.newUser()),
+        16,
+        async (user) => (await gatewayTo.exchangeCode({ authCode: stack.mintCode(user) }, { timeoutMs: 15_000 })).userId,
+      );
+      await mapLimit(ids, 16, (userId) => photosTo.getAccessToken({ userId, scopes: [DRIVE] }, { timeoutMs: 15_000 }));
+      return ids;
+    } finally {
+      if (b !== broker) {
+        gatewayTo.close();
+        photosTo.close();
+      }
+    }
+  };
   const seedStart = performance.now();
-  const users = await mapLimit(
-    Array.from({ length: SETTINGS.seedUsers }, () => stack.newUser()),
-    16,
-    async (user) => (await gateway.exchangeCode({ authCode: stack.mintCode(user) }, { timeoutMs: 15_000 })).userId,
-  );
-  await mapLimit(users, 16, (userId) => photos.getAccessToken({ userId, scopes: [DRIVE] }, { timeoutMs: 15_000 }));
+  const users = await signInUsers(broker, SETTINGS.seedUsers);
   say(`seeded ${users.length} users (ExchangeCode as the gateway, then one GetAccessToken each) in ${((performance.now() - seedStart) / 1000).toFixed(1)} s`);
   const hotUser = users[0] as string;
   const body = requestBody(hotUser, [DRIVE]);
@@ -293,27 +318,32 @@ async function main(): Promise<number> {
   say(`hot path: ${hotPath.brokerCalls} calls, ${hotPath.auditLines} token_issued lines, ${hotPath.firestoreCalls} Firestore RPCs (${hotPath.firestoreReads} reads), ${hotPath.oauthRequests} upstream requests`);
 
   // --- Logging and authentication cost: stdout to /dev/null, the audit line off, auth off -------
-  say('logging, authentication and metrics cost: the same broker with stdout to /dev/null, with log level warn, with caller auth off, and without metrics...');
+  say("logging, authentication, metrics and V8 settings: the same broker with stdout to /dev/null, with log level warn, with caller auth off, without metrics, and with V8's default pretenuring...");
   const devnull = await bench.startBroker('broker-devnull', { stdout: 'devnull' });
   const quiet = await bench.startBroker('broker-warn', { env: { TOKENBROKER_LOG_LEVEL: 'warn' } });
   // Same requests (the authorization header is sent and ignored), same audit line.
   const open = await bench.startBroker('broker-noauth', { env: { TOKENBROKER_CALLER_AUTH: 'insecure-none' } });
   // An empty setting is an unset one: no metrics port, nothing recorded.
   const unmetered = await bench.startBroker('broker-nometrics', { env: { TOKENBROKER_METRICS_PORT: '' } });
+  // What the broker's V8 setting is worth: V8's default restored on the command line.
+  const pretenuring = await bench.startBroker('broker-v8default', { nodeArgs: ['--allocation-site-pretenuring'] });
   const variants = [
     { key: 'pipe', target: brokerTarget },
     { key: 'devnull', target: target('broker-devnull', devnull) },
     { key: 'warn', target: target('broker-warn', quiet) },
     { key: 'noauth', target: target('broker-noauth', open) },
     { key: 'nometrics', target: target('broker-nometrics', unmetered) },
+    { key: 'v8default', target: target('broker-v8default', pretenuring) },
   ];
-  for (const variant of variants.slice(1)) {
+  for (const [i, b] of [devnull, quiet, open, unmetered, pretenuring].entries()) {
+    const variant = variants[i + 1] as (typeof variants)[number];
+    await signInUsers(b, SETTINGS.seedUsers);
     await probe(variant.target); // first call: the token another instance shared in Firestore
     await bench.load(variant.target, loaded(10_000));
   }
   const logRequests = Math.max(10_000, Math.round(requests * 0.6));
   const logRounds: Array<Record<string, number>> = [];
-  const logRuns: Record<string, LoadResult[]> = { echo: [], pipe: [], devnull: [], warn: [], noauth: [], nometrics: [] };
+  const logRuns: Record<string, LoadResult[]> = { echo: [], pipe: [], devnull: [], warn: [], noauth: [], nometrics: [], v8default: [] };
   for (let round = 0; round < 3; round += 1) {
     const e = await bench.load(echoTarget, loaded(logRequests));
     logRuns.echo?.push(e);
@@ -330,11 +360,12 @@ async function main(): Promise<number> {
   for (const variant of variants.slice(1)) unloadedVariants[variant.key] = await bench.load(variant.target, single);
   const authCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.noauth ?? NaN)));
   const metricsCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.nometrics ?? NaN)));
-  say(`  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}, auth off ${logRatio('noauth').toFixed(3)}, metrics off ${logRatio('nometrics').toFixed(3)}; auth on / auth off ${authCost.toFixed(3)}, metrics on / off ${metricsCost.toFixed(3)}`);
-  await devnull.child.stop();
-  await quiet.child.stop();
-  await open.child.stop();
-  await unmetered.child.stop();
+  const v8Setting = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.v8default ?? NaN)));
+  say(
+    `  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}, auth off ${logRatio('noauth').toFixed(3)}, metrics off ${logRatio('nometrics').toFixed(3)}, V8 default ${logRatio('v8default').toFixed(3)}; ` +
+      `auth on / auth off ${authCost.toFixed(3)}, metrics on / off ${metricsCost.toFixed(3)}, pretenuring off / on ${v8Setting.toFixed(3)}`,
+  );
+  for (const b of [devnull, quiet, open, unmetered, pretenuring]) await b.child.stop();
 
   // --- 4: the naive baseline --------------------------------------------------------------------
   say('naive baseline (new OAuth2Client + Firestore read + decrypt per call)...');
@@ -441,6 +472,7 @@ async function main(): Promise<number> {
     caseRow('broker-warn', 'TokenBroker, log level warn (no audit line)', logRuns.warn ?? [], logRatio('warn')),
     caseRow('broker-noauth', 'TokenBroker, caller auth off (insecure-none), same requests', logRuns.noauth ?? [], logRatio('noauth')),
     caseRow('broker-nometrics', 'TokenBroker, metrics off (TOKENBROKER_METRICS_PORT unset)', logRuns.nometrics ?? [], logRatio('nometrics')),
+    caseRow('broker-v8default', "TokenBroker, V8's default pretenuring (--allocation-site-pretenuring)", logRuns.v8default ?? [], logRatio('v8default')),
     caseRow('naive', 'naive: OAuth2Client + Firestore read + decrypt per call', [naiveRun], naiveRun.rps / median(pairs.map((p) => p.echo.rps))),
     caseRow('echo-unloaded', 'echo, unloaded (-c 1 -m 1)', unloaded.map((u) => u.echo), undefined),
     caseRow('broker-unloaded', 'TokenBroker, unloaded (-c 1 -m 1)', unloaded.map((u) => u.broker), median(unloaded.map((u) => u.broker.rps / u.echo.rps))),
@@ -510,7 +542,7 @@ async function main(): Promise<number> {
     targets,
     pairs: pairs.map((p) => ({ echoRps: p.echo.rps, brokerRps: p.broker.rps, ratio: p.ratio, echoP99Ms: p.echo.p99Us / 1000, brokerP99Ms: p.broker.p99Us / 1000, p99Ratio: p.p99Ratio })),
     hotPath,
-    logging: { rounds: logRounds, medianVsEcho: { pipe: logRatio('pipe'), devnull: logRatio('devnull'), warn: logRatio('warn'), noauth: logRatio('noauth'), nometrics: logRatio('nometrics') }, authOnVsOff: authCost, metricsOnVsOff: metricsCost },
+    logging: { rounds: logRounds, medianVsEcho: { pipe: logRatio('pipe'), devnull: logRatio('devnull'), warn: logRatio('warn'), noauth: logRatio('noauth'), nometrics: logRatio('nometrics'), v8default: logRatio('v8default') }, authOnVsOff: authCost, metricsOnVsOff: metricsCost, pretenuringOffVsOn: v8Setting },
     machineLoad: { load1AtStart: loadAtStart, load1AtEnd: load1(), duringPairs: machineDuringPairs },
     naive: { rps: naiveRun.rps, p50Ms: naiveRun.p50Us / 1000, p99Ms: naiveRun.p99Us / 1000, requests: naiveRequests },
     exchange,

@@ -1,5 +1,6 @@
 import { runKeepAlive, runResealGrants, runRetryRevocations, startApp } from './app';
 import { ConfigError, loadConfig } from './config/config';
+import { turnOffPretenuring } from './runtime/v8-settings';
 
 const USAGE = `usage: node dist/main.js                      serve gRPC (the default)
        node dist/main.js rotate-keys [--start-after USER_ID] [--page-size N]
@@ -24,6 +25,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 async function serve(): Promise<void> {
+  turnOffPretenuring();
   const config = loadConfig(process.env);
   const app = await startApp(config);
   const onSignal = (signal: NodeJS.Signals) => {

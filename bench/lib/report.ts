@@ -59,7 +59,7 @@ export interface BenchResults {
   pairs: Array<{ echoRps: number; brokerRps: number; ratio: number; echoP99Ms: number; brokerP99Ms: number; p99Ratio: number }>;
   hotPath: { brokerCalls: number; auditLines: number; oauthRequests: number; oauthProxied: number; firestoreReads: number; firestoreCalls: number; firestoreByMethod: FirestoreCounts };
   /** authOnVsOff, metricsOnVsOff: median over the rounds of (on req/s) / (off req/s). */
-  logging: { rounds: Array<Record<string, number>>; medianVsEcho: Record<string, number>; authOnVsOff: number; metricsOnVsOff: number };
+  logging: { rounds: Array<Record<string, number>>; medianVsEcho: Record<string, number>; authOnVsOff: number; metricsOnVsOff: number; pretenuringOffVsOn: number };
   naive: { rps: number; p50Ms: number; p99Ms: number; requests: number };
   exchange: Record<string, number>;
   stampedes: Array<{ scopes: string[]; calls: number; ok: number; errors: Record<string, number>; distinctTokens: number; refreshes: number; firestoreCalls: number; ms: number }>;
@@ -120,6 +120,10 @@ export function renderMarkdown(r: BenchResults): string {
   lines.push(`Caller authentication on the cache-hit path (same rounds): auth off (insecure-none) ${f(r.logging.medianVsEcho.noauth ?? NaN, 3)} of echo; auth on / auth off ${f(r.logging.authOnVsOff, 3)} (median of per-round ratios).`);
   lines.push('');
   lines.push(`Metrics (same rounds; every broker the bench starts serves them, as production does): metrics off ${f(r.logging.medianVsEcho.nometrics ?? NaN, 3)} of echo; metrics on / metrics off ${f(r.logging.metricsOnVsOff, 3)} (median of per-round ratios).`);
+  lines.push(
+    `V8 setting (same rounds; every broker first signs in the same number of users): V8's default allocation-site pretenuring ${f(r.logging.medianVsEcho.v8default ?? NaN, 3)} of echo; ` +
+      `the broker's setting (pretenuring off) / V8's default ${f(r.logging.pretenuringOffVsOn, 3)} (median of per-round ratios).`,
+  );
   const d = r.diagnosis;
   if (d?.allocation) {
     lines.push('');
