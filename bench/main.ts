@@ -47,7 +47,7 @@ const OUT_DIR = path.resolve(process.env.BENCH_OUT ?? path.join(REPO_ROOT, 'benc
 
 /** Tunables, from the environment (see README). */
 const SETTINGS = {
-  pairs: intEnv('BENCH_PAIRS', 5),
+  pairs: intEnv('BENCH_PAIRS', 9),
   /** Target length of one loaded h2load run, at echo speed. */
   runSeconds: numEnv('BENCH_RUN_SECONDS', 2.5),
   clients: 4,

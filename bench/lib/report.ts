@@ -120,6 +120,7 @@ export function renderMarkdown(r: BenchResults): string {
   lines.push(`Caller authentication on the cache-hit path (same rounds): auth off (insecure-none) ${f(r.logging.medianVsEcho.noauth ?? NaN, 3)} of echo; auth on / auth off ${f(r.logging.authOnVsOff, 3)} (median of per-round ratios).`);
   lines.push('');
   lines.push(`Metrics (same rounds; every broker the bench starts serves them, as production does): metrics off ${f(r.logging.medianVsEcho.nometrics ?? NaN, 3)} of echo; metrics on / metrics off ${f(r.logging.metricsOnVsOff, 3)} (median of per-round ratios).`);
+  lines.push('');
   lines.push(
     `V8 setting (same rounds; every broker first signs in the same number of users): V8's default allocation-site pretenuring ${f(r.logging.medianVsEcho.v8default ?? NaN, 3)} of echo; ` +
       `the broker's setting (pretenuring off) / V8's default ${f(r.logging.pretenuringOffVsOn, 3)} (median of per-round ratios).`,
@@ -127,7 +128,7 @@ export function renderMarkdown(r: BenchResults): string {
   const d = r.diagnosis;
   if (d?.allocation) {
     lines.push('');
-    lines.push(`Allocation per call under the same load (--trace-gc, heap growth between GCs): ${Object.entries(d.allocation).map(([k, v]) => `${k} ${f(v.bytesPerCall, 0)} B`).join(', ')}.`);
+    lines.push(`Allocation per call under the same load (--trace-gc, heap growth between GCs): ${Object.entries(d.allocation).map(([k, v]) => `${k} ${f(v.bytesPerCall, 0)} B`).join(', ')}; GC pauses per 10,000 calls: ${Object.entries(d.allocation).map(([k, v]) => `${k} ${f(v.gcPauseMsPer10k, 1)} ms`).join(', ')}.`);
   }
   if (d?.startup) {
     lines.push('');
