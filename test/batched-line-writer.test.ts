@@ -104,6 +104,67 @@ describe('BatchedLineWriter', () => {
     expect(drain(), 'after the note, lines flow again').to.equal(line(total));
   });
 
+  it('catches up with a reader that paused, losing nothing, while lines keep coming faster than one pipeful per maxDelayMs', async () => {
+    const fifo = path.join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    const reader = openFd(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+    const fd = openFd(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    // The server's delay; a bound (1 MB) no backlog of this test should reach.
+    const writer = new BatchedLineWriter({ fd, batchChars: 32_768, maxDelayMs: 250, maxWaitingChars: 1_000_000 });
+    const line = (n: number) => `{"n":${String(n).padStart(7, '0')},"pad":"${'x'.repeat(79)}"}\n`;
+    // 10 lines (1 kB) per millisecond for 1.2 s, by the clock, however late the timers run:
+    // 1.2 MB, where one 64 KiB pipeful per 250 ms would carry 0.3 MB.
+    const perMs = 10;
+    const forMs = 1200;
+    const started = performance.now();
+    let sent = 0;
+    let text = '';
+    const buffer = Buffer.alloc(65536);
+    const drain = () => {
+      for (;;) {
+        try {
+          const n = readSync(reader, buffer);
+          if (n === 0) return;
+          text += buffer.toString('utf8', 0, n);
+        } catch (err: unknown) {
+          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return;
+          throw err;
+        }
+      }
+    };
+    // The reader starts 150 ms late (the pipe holds 64 ms of lines), then reads every 2 ms.
+    let consume: NodeJS.Timeout | undefined;
+    const late = setTimeout(() => {
+      consume = setInterval(drain, 2);
+    }, 150);
+    try {
+      await new Promise<void>((resolve) => {
+        const produce = setInterval(() => {
+          const due = Math.min(forMs, performance.now() - started) * perMs;
+          while (sent < due) writer.write(line(sent++));
+          if (sent >= forMs * perMs) {
+            clearInterval(produce);
+            resolve();
+          }
+        }, 1);
+      });
+      // The last, short batch goes now rather than after its delay; a backlog goes as the pipe takes it.
+      writer.flushSync();
+      const deadline = performance.now() + 200;
+      while (performance.now() < deadline && text.length < sent * 100) {
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    } finally {
+      clearTimeout(late);
+      clearInterval(consume);
+    }
+    drain();
+    const out = text.split('\n').filter((l) => l.length > 0);
+    expect(out.find((l) => l.includes('log_lines_dropped')), 'no line dropped').to.equal(undefined);
+    expect(out.length, 'every line arrived within 200 ms of the last').to.equal(sent);
+    expect(out, 'in order, each whole').to.deep.equal(Array.from({ length: sent }, (_, n) => line(n).trimEnd()));
+  });
+
   it('refuses lines, without throwing, once the descriptor is gone', () => {
     // A descriptor number nothing has open (EBADF), rather than a closed one the process may reuse.
     const writer = new BatchedLineWriter({ fd: 999_999, batchChars: 10, maxDelayMs: 60_000, maxWaitingChars: 1000 });

@@ -1,7 +1,36 @@
 import { expect } from 'chai';
 import { PassThrough } from 'node:stream';
+import pino from 'pino';
 import { isoTimeField } from '../src/observability/iso-time-field';
-import { createLogger } from '../src/observability/logger';
+import { createLogger, pinoOptions, type Logger } from '../src/observability/logger';
+
+/** A stream and the text written to it so far. */
+function captured(): { out: PassThrough; text: () => string } {
+  const out = new PassThrough();
+  const chunks: string[] = [];
+  out.on('data', (chunk: Buffer) => chunks.push(chunk.toString('utf8')));
+  return { out, text: () => chunks.join('') };
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+/** Records of every kind of field, with text that needs escaping. */
+const RECORDS: Array<Record<string, unknown>> = [
+  { event: 'token_issued', userId: 'u-1', scopes: ['https://www.googleapis.com/auth/drive.readonly', 'openid'], rpc: 'GetAccessToken', code: 'OK', latencyMs: 0.123, caller: 'photos@p.iam.gserviceaccount.com' },
+  { event: 'quotes "and" \\backslashes\\', text: 'line\nbreak\ttab\u0001control', unicode: 'é ü 日本 😀', empty: '', scopes: [], odd: ['a"b', 'c\\d', 'e\nf'] },
+  { n: 0, negativeZero: -0, big: 1e21, small: 5e-7, nan: Number.NaN, inf: Number.POSITIVE_INFINITY, yes: true, no: false, skipped: undefined },
+  { event: 'rpc_failed', error: { name: 'BrokerError', code: 'UNAVAILABLE', message: 'x "y"', cause: { name: 'Error', message: 'z' } }, nothing: null, when: new Date(Date.UTC(2026, 0, 2)), nested: [[1, 'a'], { b: [true] }], fn: () => 1, sym: Symbol('s') },
+  {},
+];
+
+function logAll(logger: Logger, records: Array<Record<string, unknown>>, message: string): void {
+  for (const fields of records) {
+    logger.debug(fields, message);
+    logger.info(fields, message);
+    logger.warn(fields, message);
+    logger.error(fields, message);
+  }
+}
 
 describe('logger', () => {
   it('writes one JSON object per line with severity, an ISO time, the fields and the message', async () => {
@@ -23,6 +52,54 @@ describe('logger', () => {
       expect(time).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(Date.parse(time as string)).to.be.within(before, Date.now());
     }
+  });
+
+  it('writes lines exactly as pino writes them, at every level', async () => {
+    const at = Date.UTC(2026, 11, 7, 3, 0, 0, 5);
+    const ours = captured();
+    logAll(createLogger('debug', ours.out, false, () => at), RECORDS, 'a "quoted" message\n');
+    const reference = captured();
+    logAll(pino(pinoOptions('debug', isoTimeField(() => at)), reference.out) as unknown as Logger, RECORDS, 'a "quoted" message\n');
+    await flush();
+    expect(ours.text().split('\n')).to.have.length(RECORDS.length * 4 + 1);
+    expect(ours.text()).to.equal(reference.text());
+    const first = JSON.parse(ours.text().split('\n')[1] as string) as Record<string, unknown>;
+    expect(first).to.deep.equal({ severity: 'INFO', time: '2026-12-07T03:00:00.005Z', ...RECORDS[0], message: 'a "quoted" message\n' });
+  });
+
+  it('leaves fields JSON.stringify refuses (a cycle, a BigInt) to pino, in order with the other lines', async () => {
+    const at = Date.UTC(2026, 11, 7, 3, 0, 0, 5);
+    const cyclic: Record<string, unknown> = { name: 'loop' };
+    cyclic.self = cyclic;
+    const records = [{ event: 'one', cyclic }, { event: 'two' }, { event: 'three', big: 10n }];
+    const ours = captured();
+    const logger = createLogger('info', ours.out, false, () => at);
+    for (const fields of records) logger.info(fields, 'line');
+    logger.debug({ event: 'below the level', big: 1n }, 'not written');
+    const reference = captured();
+    const pinoLogger = pino(pinoOptions('info', isoTimeField(() => at)), reference.out);
+    for (const fields of records) pinoLogger.info(fields, 'line');
+    await flush();
+    expect(ours.text()).to.equal(reference.text());
+    const lines = ours.text().trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines.map((l) => l.event)).to.deep.equal(['one', 'two', 'three']);
+    expect(lines[0]?.cyclic).to.deep.equal({ name: 'loop', self: '[Circular]' });
+    expect(lines[2]?.big).to.equal(10);
+  });
+
+  it('keeps a lone surrogate as its JSON escape (pino would write it raw, and UTF-8 would lose it)', async () => {
+    const { out, text } = captured();
+    createLogger('info', out).info({ event: 'odd', text: 'a\ud800b' }, 'm');
+    await flush();
+    expect(text()).to.include('"text":"a\\ud800b"');
+    expect((JSON.parse(text()) as { text: string }).text).to.equal('a\ud800b');
+  });
+
+  it('writes nothing at level silent', async () => {
+    const { out, text } = captured();
+    logAll(createLogger('silent', out), [{ event: 'plain' }, { event: 'cyclic', big: 1n }], 'never');
+    await flush();
+    expect(text()).to.equal('');
   });
 
   describe('isoTimeField', () => {

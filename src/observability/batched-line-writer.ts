@@ -30,7 +30,10 @@ export interface BatchedLineWriterOptions {
  *
  * Stdout is a non-blocking pipe once anything in the process touches
  * `process.stdout`. When the pipe is full (EAGAIN) the rest of the batch goes
- * first with the next flush. While the reader stays behind, at most
+ * first with the next flush, 1 ms later when the pipe took part of it, and
+ * after twice the last pause (up to 16 ms) when it took nothing: a reader
+ * back from a pause is caught up with at once, and one that stopped costs
+ * some 60 refused writes a second. While the reader stays behind, at most
  * `maxWaitingChars` wait; later lines are dropped, and the first write after
  * the reader caught up ends with a WARNING line giving how many. A
  * descriptor that is gone (EPIPE, EBADF) ends the writer: nothing could read
@@ -43,6 +46,8 @@ export class BatchedLineWriter {
   private unwritten: Buffer | undefined;
   private dropped = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The pause before retrying a batch the descriptor refused. */
+  private retryMs = 1;
   private closed = false;
 
   constructor(private readonly options: BatchedLineWriterOptions) {
@@ -79,9 +84,12 @@ export class BatchedLineWriter {
     let data: string | Buffer = this.unwritten ?? this.takeWaiting();
     this.unwritten = undefined;
     let retries = final ? 1000 : 0;
+    let progressed = false;
     for (;;) {
       try {
-        data = unwrittenPart(data, typeof data === 'string' ? writeSync(this.options.fd, data) : writeSync(this.options.fd, data));
+        const wrote = typeof data === 'string' ? writeSync(this.options.fd, data) : writeSync(this.options.fd, data);
+        progressed ||= wrote > 0;
+        data = unwrittenPart(data, wrote);
       } catch (err: unknown) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
           this.close();
@@ -93,7 +101,8 @@ export class BatchedLineWriter {
         }
         // The reader is behind: keep the rest, in order, for the next flush.
         this.unwritten = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-        this.timer = setTimeout(() => this.flushSync(), this.options.maxDelayMs).unref();
+        this.retryMs = progressed ? 1 : Math.min(this.retryMs * 2, MAX_RETRY_MS);
+        this.timer = setTimeout(() => this.flushSync(), this.retryMs).unref();
         return;
       }
       if (data.length > 0) continue;
@@ -130,6 +139,9 @@ function unwrittenPart(data: string | Buffer, wrote: number): Buffer {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The longest pause between retries of a batch a full descriptor refused. */
+const MAX_RETRY_MS = 16;
 
 /** What a retry at exit sleeps on (Atomics.wait on a value that never changes: a 1 ms pause). */
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
