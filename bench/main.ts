@@ -47,9 +47,9 @@ const OUT_DIR = path.resolve(process.env.BENCH_OUT ?? path.join(REPO_ROOT, 'benc
 
 /** Tunables, from the environment (see README). */
 const SETTINGS = {
-  pairs: intEnv('BENCH_PAIRS', 9),
+  pairs: intEnv('BENCH_PAIRS', 25),
   /** Target length of one loaded h2load run, at echo speed. */
-  runSeconds: numEnv('BENCH_RUN_SECONDS', 2.5),
+  runSeconds: numEnv('BENCH_RUN_SECONDS', 0.6),
   clients: 4,
   streams: 32,
   unloadedRequests: intEnv('BENCH_UNLOADED_REQUESTS', 6000),
@@ -293,7 +293,7 @@ async function main(): Promise<number> {
   const echoWarm = await bench.load(echoTarget, loaded(20_000));
   await brokerRun(loaded(20_000));
   const cpuBefore = { machine: machineCpu(), broker: broker.child.cpuMs(), echo: echo.child.cpuMs(), bench: process.cpuUsage() };
-  const requests = Math.max(20_000, Math.round((echoWarm.rps * SETTINGS.runSeconds) / 1000) * 1000);
+  const requests = Math.max(5000, Math.round((echoWarm.rps * SETTINGS.runSeconds) / 1000) * 1000);
   say(`main comparison: ${SETTINGS.pairs} pairs (echo, then broker) of ${requests} requests at -c ${SETTINGS.clients} -m ${SETTINGS.streams}`);
   const pairs: Array<{ echo: LoadResult; broker: LoadResult; ratio: number; p99Ratio: number }> = [];
   for (let i = 0; i < SETTINGS.pairs; i += 1) {
@@ -327,17 +327,16 @@ async function main(): Promise<number> {
   const unmetered = await bench.startBroker('broker-nometrics', { env: { TOKENBROKER_METRICS_PORT: '' } });
   // What the broker's V8 setting is worth: V8's default restored on the command line.
   const pretenuring = await bench.startBroker('broker-v8default', { nodeArgs: ['--allocation-site-pretenuring'] });
-  const variants = [
-    { key: 'pipe', target: brokerTarget },
-    { key: 'devnull', target: target('broker-devnull', devnull) },
-    { key: 'warn', target: target('broker-warn', quiet) },
-    { key: 'noauth', target: target('broker-noauth', open) },
-    { key: 'nometrics', target: target('broker-nometrics', unmetered) },
-    { key: 'v8default', target: target('broker-v8default', pretenuring) },
-  ];
-  for (const [i, b] of [devnull, quiet, open, unmetered, pretenuring].entries()) {
-    const variant = variants[i + 1] as (typeof variants)[number];
-    await signInUsers(b, SETTINGS.seedUsers);
+  const others = [
+    { key: 'devnull', broker: devnull },
+    { key: 'warn', broker: quiet },
+    { key: 'noauth', broker: open },
+    { key: 'nometrics', broker: unmetered },
+    { key: 'v8default', broker: pretenuring },
+  ].map((v) => ({ ...v, target: target(v.broker.name, v.broker) }));
+  const variants = [{ key: 'pipe', target: brokerTarget }, ...others];
+  for (const variant of others) {
+    await signInUsers(variant.broker, SETTINGS.seedUsers);
     await probe(variant.target); // first call: the token another instance shared in Firestore
     await bench.load(variant.target, loaded(10_000));
   }
@@ -357,7 +356,7 @@ async function main(): Promise<number> {
   }
   const logRatio = (key: string) => median(logRounds.map((r) => r[key] ?? NaN));
   const unloadedVariants: Record<string, LoadResult> = {};
-  for (const variant of variants.slice(1)) unloadedVariants[variant.key] = await bench.load(variant.target, single);
+  for (const variant of others) unloadedVariants[variant.key] = await bench.load(variant.target, single);
   const authCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.noauth ?? NaN)));
   const metricsCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.nometrics ?? NaN)));
   const v8Setting = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.v8default ?? NaN)));
@@ -365,7 +364,7 @@ async function main(): Promise<number> {
     `  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}, auth off ${logRatio('noauth').toFixed(3)}, metrics off ${logRatio('nometrics').toFixed(3)}, V8 default ${logRatio('v8default').toFixed(3)}; ` +
       `auth on / auth off ${authCost.toFixed(3)}, metrics on / off ${metricsCost.toFixed(3)}, pretenuring off / on ${v8Setting.toFixed(3)}`,
   );
-  for (const b of [devnull, quiet, open, unmetered, pretenuring]) await b.child.stop();
+  for (const variant of others) await variant.broker.child.stop();
 
   // --- 4: the naive baseline --------------------------------------------------------------------
   say('naive baseline (new OAuth2Client + Firestore read + decrypt per call)...');
@@ -462,7 +461,7 @@ async function main(): Promise<number> {
   const hotPathMissed = medianRatio < TARGETS.throughputRatio || medianP99Ratio > TARGETS.p99Ratio || unloadedBrokerP99Ms >= TARGETS.unloadedP99Ms;
   let diagnosis: Diagnosis | undefined;
   if (SETTINGS.profile === '1' || (SETTINGS.profile === 'auto' && (hotPathMissed || !coldOk))) {
-    diagnosis = await diagnose(bench, { body, authorization, frameBytes, response, requests, hotPath: SETTINGS.profile === '1' || hotPathMissed, startup: SETTINGS.profile === '1' || !coldOk });
+    diagnosis = await diagnose(bench, { body, authorization, frameBytes, response, requests, signInUsers, hotPath: SETTINGS.profile === '1' || hotPathMissed, startup: SETTINGS.profile === '1' || !coldOk });
   }
 
   const cases: CaseRow[] = [
@@ -1031,7 +1030,17 @@ async function exchangeOnly(bench: Bench, info: ReturnType<typeof machine>, wall
  */
 async function diagnose(
   bench: Bench,
-  input: { body: Buffer; authorization: string; frameBytes: number; response: GetAccessTokenResponse; requests: number; hotPath: boolean; startup: boolean },
+  input: {
+    body: Buffer;
+    authorization: string;
+    frameBytes: number;
+    response: GetAccessTokenResponse;
+    requests: number;
+    /** Signs in users through a broker, as before every measured run. */
+    signInUsers: (b: BrokerProcess, count: number) => Promise<string[]>;
+    hotPath: boolean;
+    startup: boolean;
+  },
 ): Promise<Diagnosis> {
   const diagnosis: Diagnosis = {};
   if (input.hotPath) {
@@ -1045,6 +1054,8 @@ async function diagnose(
     const mk = (name: string, port: number): LoadTarget => ({ name, port, path: GET_ACCESS_TOKEN_PATH, body: input.body, authorization: input.authorization, frameBytes: [input.frameBytes, input.frameBytes] });
     const bt = mk('broker-profiled', profiled.port);
     const et = mk('echo-traced', echo.port);
+    // The history of every broker measured under load (see signInUsers).
+    await input.signInUsers(profiled, SETTINGS.seedUsers);
     await probe(bt);
     await bench.load(bt, loaded(10_000));
     await bench.load(et, loaded(10_000));
