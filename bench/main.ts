@@ -1060,15 +1060,17 @@ async function diagnose(
     await bench.load(bt, loaded(10_000));
     await bench.load(et, loaded(10_000));
     const alloc: Record<string, { bytesPerCall: number; gcPauseMsPer10k: number }> = {};
+    // Runs of the main comparison are short; a profile wants a few seconds of samples.
+    const profiledRequests = Math.max(40_000, input.requests);
     let window = { fromMs: 0, toMs: Infinity };
     for (const [key, t, gc] of [['broker', bt, brokerGc], ['echo', et, echoGc]] as const) {
       const mark = gc.mark();
       const from = performance.now() - profiled.spawnedAt;
-      await bench.load(t, loaded(input.requests));
+      await bench.load(t, loaded(profiledRequests));
       if (key === 'broker') window = { fromMs: from, toMs: performance.now() - profiled.spawnedAt };
       await sleep(200);
       const s = gc.since(mark);
-      alloc[key] = { bytesPerCall: s.allocatedBytes / input.requests, gcPauseMsPer10k: (s.pauseMs / input.requests) * 10_000 };
+      alloc[key] = { bytesPerCall: s.allocatedBytes / profiledRequests, gcPauseMsPer10k: (s.pauseMs / profiledRequests) * 10_000 };
     }
     await echo.child.stop();
     await profiled.child.stop();
