@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { PassThrough } from 'node:stream';
 import pino from 'pino';
 import { isoTimeField } from '../src/observability/iso-time-field';
-import { createLogger, pinoOptions, type Logger } from '../src/observability/logger';
+import { createLogger, EncodedFields, pinoOptions, type Logger } from '../src/observability/logger';
 
 /** A stream and the text written to it so far. */
 function captured(): { out: PassThrough; text: () => string } {
@@ -85,6 +85,28 @@ describe('logger', () => {
     expect(lines.map((l) => l.event)).to.deep.equal(['one', 'two', 'three']);
     expect(lines[0]?.cyclic).to.deep.equal({ name: 'loop', self: '[Circular]' });
     expect(lines[2]?.big).to.equal(10);
+  });
+
+  it('writes fields encoded beforehand first, as if they led the fields of the line, also when pino writes it', async () => {
+    const at = Date.UTC(2026, 11, 7, 3, 0, 0, 5);
+    const leading = new EncodedFields({ event: 'token_issued', userId: 'u-"1"', scopes: ['https://www.googleapis.com/auth/drive.readonly', 'a\nb'], rpc: 'GetAccessToken', code: 'OK', n: 1.5, yes: true });
+    const ours = captured();
+    const logger = createLogger('info', ours.out, false, () => at);
+    logger.info({ latencyMs: 0.042, caller: 'photos@p.iam.gserviceaccount.com' }, 'GetAccessToken answered', leading);
+    logger.info({ latencyMs: 0.043, big: 2n }, 'GetAccessToken answered', leading);
+    logger.info({}, 'only those', leading);
+    logger.info({ latencyMs: 1 }, 'none', new EncodedFields({}));
+    const reference = captured();
+    const pinoLogger = pino(pinoOptions('info', isoTimeField(() => at)), reference.out);
+    pinoLogger.info({ ...leading.fields, latencyMs: 0.042, caller: 'photos@p.iam.gserviceaccount.com' }, 'GetAccessToken answered');
+    pinoLogger.info({ ...leading.fields, latencyMs: 0.043, big: 2n }, 'GetAccessToken answered');
+    pinoLogger.info({ ...leading.fields }, 'only those');
+    pinoLogger.info({ latencyMs: 1 }, 'none');
+    await flush();
+    expect(ours.text()).to.equal(reference.text());
+    const first = JSON.parse(ours.text().split('\n')[0] as string) as Record<string, unknown>;
+    expect(Object.keys(first)).to.deep.equal(['severity', 'time', 'event', 'userId', 'scopes', 'rpc', 'code', 'n', 'yes', 'latencyMs', 'caller', 'message']);
+    expect(first.userId).to.equal('u-"1"');
   });
 
   it('keeps a lone surrogate as its JSON escape (pino would write it raw, and UTF-8 would lose it)', async () => {

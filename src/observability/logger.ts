@@ -8,9 +8,29 @@ import { isoTimeField } from './iso-time-field';
  */
 export interface Logger {
   debug(fields: Record<string, unknown>, message: string): void;
-  info(fields: Record<string, unknown>, message: string): void;
+  /** `leading`: fields many lines share, serialized once, written before `fields` (whose names must differ from theirs). */
+  info(fields: Record<string, unknown>, message: string, leading?: EncodedFields): void;
   warn(fields: Record<string, unknown>, message: string): void;
   error(fields: Record<string, unknown>, message: string): void;
+}
+
+/** A value {@link EncodedFields} can hold: JSON.stringify never refuses one. */
+type PlainValue = string | number | boolean | readonly string[];
+
+/**
+ * Fields that many lines share, serialized once: a line that has them gets
+ * the same bytes as if they were the first of its fields, without
+ * JSON.stringify going over them again (the audit line of a cached token is
+ * most of what the cache-hit path writes).
+ */
+export class EncodedFields {
+  /** `,"name":value` for each field, in order ('' for none). */
+  readonly members: string;
+
+  constructor(readonly fields: Readonly<Record<string, PlainValue>>) {
+    const json = JSON.stringify(fields);
+    this.members = json.length > 2 ? `,${json.slice(1, -1)}` : '';
+  }
 }
 
 /** Log levels accepted by configuration. */
@@ -119,8 +139,8 @@ class JsonLineLogger implements Logger {
     this.line('debug', fields, message);
   }
 
-  info(fields: Record<string, unknown>, message: string): void {
-    this.line('info', fields, message);
+  info(fields: Record<string, unknown>, message: string, leading?: EncodedFields): void {
+    this.line('info', fields, message, leading);
   }
 
   warn(fields: Record<string, unknown>, message: string): void {
@@ -131,7 +151,7 @@ class JsonLineLogger implements Logger {
     this.line('error', fields, message);
   }
 
-  private line(level: LineLevel, fields: Record<string, unknown>, message: string): void {
+  private line(level: LineLevel, fields: Record<string, unknown>, message: string, leading?: EncodedFields): void {
     const start = this.starts[level];
     if (start === undefined) return;
     let json: string | undefined;
@@ -141,11 +161,11 @@ class JsonLineLogger implements Logger {
       // Left to pino below.
     }
     if (json === undefined || json.charCodeAt(0) !== OPENING_BRACE) {
-      this.pino[level](fields, message);
+      this.pino[level](leading ? { ...leading.fields, ...fields } : fields, message);
       return;
     }
     const members = json.length > 2 ? `,${json.slice(1, -1)}` : '';
-    this.lines.write(`${start}${this.time()}${members},"message":${JSON.stringify(message)}}\n`);
+    this.lines.write(`${start}${this.time()}${leading ? leading.members : ''}${members},"message":${JSON.stringify(message)}}\n`);
   }
 }
 

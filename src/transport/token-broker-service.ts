@@ -10,7 +10,7 @@ import type { AccessToken, RevokeResult, TokenBroker } from '../domain/token-bro
 import type { Duration } from '../gen/google/protobuf/duration';
 import { GoogleRevocation, GrantState, TokenBrokerServiceService, type GetAccessTokenResponse, type Profile as ProfileMessage, type TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
 import { describeError } from '../observability/describe-error';
-import type { Logger } from '../observability/logger';
+import { EncodedFields, type Logger } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import { cloudLoggingTraceFields, traceContextOf, type TraceContext } from '../observability/trace-context';
 import { RpcSpan } from '../observability/tracing';
@@ -44,7 +44,7 @@ export function tokenBrokerService(broker: TokenBroker, context: CallContext): T
       // The hot path: a token already in memory for a caller already verified.
       (req, caller) => {
         const token = broker.cachedAccessToken(req.userId, access.scopesFor(caller, req.scopes), durationMs(req.minTtl));
-        return token && { response: cachedTokenResponse(token), log: tokenIssued(req.userId, token) };
+        return token && { response: cachedTokenResponse(token), log: cachedAuditFields(req.userId, token) };
       },
     ),
     getProfile: unary('GetProfile', context, async (req) => ({
@@ -88,7 +88,7 @@ const GOOGLE_REVOCATION: Record<RevokeResult['google'], GoogleRevocation> = {
 };
 
 /** The audit line of an issued token: who got a token for whom and which scopes, never the token itself. */
-function tokenIssued(userId: string, token: AccessToken): CallLog {
+function tokenIssued(userId: string, token: AccessToken) {
   return { event: 'token_issued', userId, scopes: token.scopes };
 }
 
@@ -102,6 +102,23 @@ function cachedTokenResponse(token: AccessToken): GetAccessTokenResponse {
     cachedResponses.set(token, encoded);
   }
   return asMessage(encoded);
+}
+
+/** Per cached token, the leading fields of its audit line, serialized once. */
+const cachedAuditLines = new WeakMap<AccessToken, EncodedFields>();
+
+/**
+ * The leading fields of a cached token's audit line: those of
+ * {@link tokenIssued} and then `rpc` and `code`, as `logAnswered` adds them
+ * on the general path, so both paths write the same line.
+ */
+function cachedAuditFields(userId: string, token: AccessToken): EncodedFields {
+  let encoded = cachedAuditLines.get(token);
+  if (encoded?.fields.userId !== userId) {
+    encoded = new EncodedFields({ ...tokenIssued(userId, token), rpc: 'GetAccessToken', code: 'OK' });
+    cachedAuditLines.set(token, encoded);
+  }
+  return encoded;
 }
 
 /** What every handler shares. */
@@ -134,6 +151,12 @@ interface Answer<Res> {
   log: CallLog;
 }
 
+/** An answer from memory: its log line may come with its leading fields (`rpc` and `code` among them) serialized. */
+interface AnswerNow<Res> {
+  response: Res;
+  log: CallLog | EncodedFields;
+}
+
 /**
  * Wraps a promise-returning handler: success is sent as is, errors go
  * through {@link toStatus}; the call is tracked until answered, and logged
@@ -151,20 +174,27 @@ function unary<Req, Res>(
   method: PolicyRpc,
   { logger, inFlight, callTimeoutMs, access, metrics, tracer, projectId }: CallContext,
   handle: (req: Req, deadline: Deadline, caller: Caller) => Promise<Answer<Res>>,
-  answerNow?: (req: Req, caller: Caller) => Answer<Res> | undefined,
+  answerNow?: (req: Req, caller: Caller) => AnswerNow<Res> | undefined,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   const answered = `${method} answered`;
-  const logAnswered = (started: number, caller: Caller, log: CallLog, trace: TraceContext | undefined, span: RpcSpan | undefined) => {
+  const logAnswered = (started: number, caller: Caller, log: CallLog | EncodedFields, trace: TraceContext | undefined, span: RpcSpan | undefined) => {
     const latencyMs = elapsedMs(started);
     metrics.rpcHandled(method, 'OK', latencyMs / 1000);
     span?.end(status.OK, 'OK', false);
-    const fields: Record<string, unknown> = log;
-    fields.rpc = method;
-    fields.code = 'OK';
+    let fields: Record<string, unknown>;
+    let leading: EncodedFields | undefined;
+    if (log instanceof EncodedFields) {
+      leading = log;
+      fields = {};
+    } else {
+      fields = log;
+      fields.rpc = method;
+      fields.code = 'OK';
+    }
     fields.latencyMs = latencyMs;
     fields.caller = caller.identity;
     if (trace) Object.assign(fields, cloudLoggingTraceFields(projectId, trace));
-    logger.info(fields, answered);
+    logger.info(fields, answered, leading);
   };
   return (call, rawCallback) => {
     const started = performance.now();
@@ -175,7 +205,7 @@ function unary<Req, Res>(
     const trace = span?.recording ? span.traceContext : incoming;
     if (answerNow && inFlight.accepting && !isUndecodable(call.request)) {
       const caller = access.admitNow(credentials, method);
-      let answer: Answer<Res> | undefined;
+      let answer: AnswerNow<Res> | undefined;
       try {
         answer = caller && answerNow(call.request, caller);
       } catch {
