@@ -14,8 +14,8 @@ export interface Logger {
   error(fields: Record<string, unknown>, message: string): void;
 }
 
-/** A value {@link EncodedFields} can hold: JSON.stringify never refuses one. */
-type PlainValue = string | number | boolean | readonly string[];
+/** Fields {@link EncodedFields} can hold: values JSON.stringify never refuses. */
+export type PlainFields = Readonly<Record<string, string | number | boolean | readonly string[]>>;
 
 /**
  * Fields that many lines share, serialized once: a line that has them gets
@@ -27,9 +27,8 @@ export class EncodedFields {
   /** `,"name":value` for each field, in order ('' for none). */
   readonly members: string;
 
-  constructor(readonly fields: Readonly<Record<string, PlainValue>>) {
-    const json = JSON.stringify(fields);
-    this.members = json.length > 2 ? `,${json.slice(1, -1)}` : '';
+  constructor(readonly fields: PlainFields) {
+    this.members = membersOf(JSON.stringify(fields));
   }
 }
 
@@ -164,9 +163,13 @@ class JsonLineLogger implements Logger {
       this.pino[level](leading ? { ...leading.fields, ...fields } : fields, message);
       return;
     }
-    const members = json.length > 2 ? `,${json.slice(1, -1)}` : '';
-    this.lines.write(`${start}${this.time()}${leading ? leading.members : ''}${members},"message":${JSON.stringify(message)}}\n`);
+    this.lines.write(`${start}${this.time()}${leading ? leading.members : ''}${membersOf(json)},"message":${JSON.stringify(message)}}\n`);
   }
+}
+
+/** The members of a JSON object's text, each after a comma: `,"a":1,"b":2` of `{"a":1,"b":2}`, '' of `{}`. */
+function membersOf(json: string): string {
+  return json.length > 2 ? `,${json.slice(1, -1)}` : '';
 }
 
 const OPENING_BRACE = 0x7b;

@@ -10,7 +10,7 @@ import type { AccessToken, RevokeResult, TokenBroker } from '../domain/token-bro
 import type { Duration } from '../gen/google/protobuf/duration';
 import { GoogleRevocation, GrantState, TokenBrokerServiceService, type GetAccessTokenResponse, type Profile as ProfileMessage, type TokenBrokerServiceServer } from '../gen/tokenbroker/v1/token_broker';
 import { describeError } from '../observability/describe-error';
-import { EncodedFields, type Logger } from '../observability/logger';
+import { EncodedFields, type Logger, type PlainFields } from '../observability/logger';
 import type { Metrics } from '../observability/metrics';
 import { cloudLoggingTraceFields, traceContextOf, type TraceContext } from '../observability/trace-context';
 import { RpcSpan } from '../observability/tracing';
@@ -42,9 +42,9 @@ export function tokenBrokerService(broker: TokenBroker, context: CallContext): T
         return { response: { accessToken: token.accessToken, expireTime: new Date(token.expiresAt), scopes: [...token.scopes] }, log: tokenIssued(req.userId, token) };
       },
       // The hot path: a token already in memory for a caller already verified.
-      (req, caller) => {
+      (req, caller, leadingFields) => {
         const token = broker.cachedAccessToken(req.userId, access.scopesFor(caller, req.scopes), durationMs(req.minTtl));
-        return token && { response: cachedTokenResponse(token), log: cachedAuditFields(req.userId, token) };
+        return token && { response: cachedTokenResponse(token), log: cachedAuditFields(req.userId, token, leadingFields) };
       },
     ),
     getProfile: unary('GetProfile', context, async (req) => ({
@@ -107,15 +107,11 @@ function cachedTokenResponse(token: AccessToken): GetAccessTokenResponse {
 /** Per cached token, the leading fields of its audit line, serialized once. */
 const cachedAuditLines = new WeakMap<AccessToken, EncodedFields>();
 
-/**
- * The leading fields of a cached token's audit line: those of
- * {@link tokenIssued} and then `rpc` and `code`, as `logAnswered` adds them
- * on the general path, so both paths write the same line.
- */
-function cachedAuditFields(userId: string, token: AccessToken): EncodedFields {
+/** The leading fields of a cached token's audit line (see {@link LeadingFields}), encoded once per token. */
+function cachedAuditFields(userId: string, token: AccessToken, leadingFields: LeadingFields): EncodedFields {
   let encoded = cachedAuditLines.get(token);
   if (encoded?.fields.userId !== userId) {
-    encoded = new EncodedFields({ ...tokenIssued(userId, token), rpc: 'GetAccessToken', code: 'OK' });
+    encoded = leadingFields(tokenIssued(userId, token));
     cachedAuditLines.set(token, encoded);
   }
   return encoded;
@@ -151,11 +147,18 @@ interface Answer<Res> {
   log: CallLog;
 }
 
-/** An answer from memory: its log line may come with its leading fields (`rpc` and `code` among them) serialized. */
+/** An answer from memory: its log line, or the leading fields of it that {@link LeadingFields} encoded. */
 interface AnswerNow<Res> {
   response: Res;
   log: CallLog | EncodedFields;
 }
+
+/**
+ * Encodes an answered call's log fields with the `rpc` and `code` the line
+ * has after them, as the leading fields of the line: kept and passed again,
+ * they spare every later line serializing them.
+ */
+type LeadingFields = (log: { event: string } & PlainFields) => EncodedFields;
 
 /**
  * Wraps a promise-returning handler: success is sent as is, errors go
@@ -168,15 +171,18 @@ interface AnswerNow<Res> {
  * `answerNow`, when given, is tried first for callers admitted from memory:
  * a call it answers synchronously skips the deadline timer, the promises and
  * the tracking (it is answered before a shutdown could cut it). It returns
- * undefined, or throws, to leave the call to `handle`.
+ * undefined, or throws, to leave the call to `handle`; its log line may be
+ * fields it had encoded with `leadingFields` and kept, which then write the
+ * line `handle`'s answer would.
  */
 function unary<Req, Res>(
   method: PolicyRpc,
   { logger, inFlight, callTimeoutMs, access, metrics, tracer, projectId }: CallContext,
   handle: (req: Req, deadline: Deadline, caller: Caller) => Promise<Answer<Res>>,
-  answerNow?: (req: Req, caller: Caller) => AnswerNow<Res> | undefined,
+  answerNow?: (req: Req, caller: Caller, leadingFields: LeadingFields) => AnswerNow<Res> | undefined,
 ): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
   const answered = `${method} answered`;
+  const leadingFields: LeadingFields = (log) => new EncodedFields({ ...log, rpc: method, code: 'OK' });
   const logAnswered = (started: number, caller: Caller, log: CallLog | EncodedFields, trace: TraceContext | undefined, span: RpcSpan | undefined) => {
     const latencyMs = elapsedMs(started);
     metrics.rpcHandled(method, 'OK', latencyMs / 1000);
@@ -207,7 +213,7 @@ function unary<Req, Res>(
       const caller = access.admitNow(credentials, method);
       let answer: AnswerNow<Res> | undefined;
       try {
-        answer = caller && answerNow(call.request, caller);
+        answer = caller && answerNow(call.request, caller, leadingFields);
       } catch {
         // Refused or invalid: the full path gives the refusal its status and log line.
       }
