@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Firestore } from '@google-cloud/firestore';
+import { FirestoreDocuments } from '../src/adapters/firestore/firestore-documents';
 import { parseKeyset } from '../src/crypto/keyset';
 import { Sealer } from '../src/crypto/sealer';
 import { Cleanup } from './lib/cleanup';
@@ -61,6 +62,8 @@ async function main(): Promise<number> {
   const stack = await BenchStack.start(workDir, REPO_ROOT, (step) => cleanup.push(step));
   const db = new Firestore(stack.emulator.clientSettings());
   cleanup.push(() => db.terminate());
+  const documents = FirestoreDocuments.open(stack.emulator.clientSettings());
+  cleanup.push(() => documents.close());
   const sealer = new Sealer(parseKeyset(readFileSync(stack.keysetFile, 'utf8'), 'bench keyset'));
 
   const seeds: Array<{ collection: string } & SeedResult> = [];
@@ -71,7 +74,7 @@ async function main(): Promise<number> {
   // 1. The job's default rate, on a small collection of its own.
   const rateCollection = `${stack.collection}_default_rate`;
   say(`seeding ${SETTINGS.defaultRateGrants} grants for the run at the default rate...`);
-  const rateSeed = await seedGrants(stack, db, sealer, rateCollection, SETTINGS.defaultRateGrants, Date.now());
+  const rateSeed = await seedGrants(stack, db, documents, sealer, rateCollection, SETTINGS.defaultRateGrants, Date.now());
   seeds.push({ collection: rateCollection, ...rateSeed });
   say('running keep-alive at its default rate (10 refreshes/s)...');
   const atDefault = await runKeepAliveJob(stack, 'default rate', rateCollection, [], remainingMs());
@@ -82,7 +85,7 @@ async function main(): Promise<number> {
   // 2. 10,000 grants, then the same again (nothing is due any more).
   say(`seeding ${SETTINGS.grants} grants...`);
   const now = Date.now();
-  const seed = await seedGrants(stack, db, sealer, stack.collection, SETTINGS.grants, now);
+  const seed = await seedGrants(stack, db, documents, sealer, stack.collection, SETTINGS.grants, now);
   seeds.push({ collection: stack.collection, ...seed });
   say(`  refresh tokens in ${seed.seconds.tokens.toFixed(1)} s, documents in ${seed.seconds.documents.toFixed(1)} s`);
   const rate = String(SETTINGS.perSecond);

@@ -9,8 +9,8 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync
 import { get as httpGet } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
-import { Firestore } from '@google-cloud/firestore';
 import { status } from '@grpc/grpc-js';
+import { FirestoreDocuments } from '../src/adapters/firestore/firestore-documents';
 import type { TokenBrokerClient } from '../src/client/token-broker-client';
 import { GetAccessTokenRequest, GetAccessTokenResponse } from '../src/gen/tokenbroker/v1/token_broker';
 import { LocalSecretManagerServer } from '../src/local/secret-manager-server';
@@ -55,6 +55,8 @@ const SETTINGS = {
   unloadedRequests: intEnv('BENCH_UNLOADED_REQUESTS', 6000),
   seedUsers: intEnv('BENCH_SEED_USERS', 50),
   exchangeSamples: intEnv('BENCH_EXCHANGE_SAMPLES', 60),
+  /** Sign-ins (16 at a time) before the ExchangeCode samples: a broker in service has signed in many users, and V8 has optimized that path. */
+  exchangeWarmup: intEnv('BENCH_EXCHANGE_WARMUP', 1000),
   stampedeCalls: intEnv('BENCH_STAMPEDE_CALLS', 1000),
   memoryUsers: intEnv('BENCH_MEMORY_USERS', 100_000),
   memorySeconds: numEnv('BENCH_MEMORY_SECONDS', 60),
@@ -592,9 +594,10 @@ function caseRow(key: string, label: string, runs: LoadResult[], vsEcho: number 
  *
  * On the wire: end-to-end latency at the client against the union of the
  * intervals the proxies saw the broker wait on Google and Firestore within
- * it. The proxies' own hops would count as ours; they are measured (same
- * reads through the proxy and directly) and reported both ways. The client
- * libraries' own work (the Firestore SDK, gaxios) counts as ours here.
+ * it. The proxies' own hops would count as ours; they are measured (the
+ * same reads and writes through the proxy and directly) and reported both
+ * ways. The client libraries' own work (the Firestore client, gaxios)
+ * counts as ours here. BENCH_EXCHANGE_WARMUP sign-ins come first.
  *
  * In the broker: its own metrics, scraped after every sign-in, give the
  * handler's time (tokenbroker_rpc_duration_seconds) and the time it spent
@@ -607,14 +610,18 @@ function caseRow(key: string, label: string, runs: LoadResult[], vsEcho: number 
  * without scrapes (a scrape costs CPU of its own).
  */
 async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gateway: TokenBrokerClient, photos: TokenBrokerClient, hotUser: string) {
-  say(`ExchangeCode breakdown: ${SETTINGS.exchangeSamples} sequential sign-ins, the broker's metrics scraped after each, then ${SETTINGS.exchangeSamples} more for its CPU...`);
+  say(
+    `ExchangeCode breakdown: ${SETTINGS.exchangeWarmup} sign-ins to warm up, then ${SETTINGS.exchangeSamples} sequential ones, the broker's metrics scraped after each, then ${SETTINGS.exchangeSamples} more for its CPU...`,
+  );
   const signIn = () => gateway.exchangeCode({ authCode: stack.mintCode(stack.newUser()) }, { timeoutMs: 15_000 });
+  await mapLimit(Array.from({ length: SETTINGS.exchangeWarmup }, (_, i) => i), 16, signIn);
   const rows: Array<{
     totalMs: number;
     waitMs: number;
     googleMs: number;
     firestoreMs: number;
     firestoreCalls: number;
+    firestoreReads: number;
     googleCalls: number;
     /** Sum of the wire intervals less their union: > 0 when the broker waited on two things at once. */
     overlapMs: number;
@@ -650,6 +657,7 @@ async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gatew
       googleMs: unionLength(gIntervals),
       firestoreMs: unionLength(fsIntervals),
       firestoreCalls: fs.length,
+      firestoreReads: fs.filter((c) => FirestoreProxy.isRead(c.method)).length,
       googleCalls: g.length,
       overlapMs: all.reduce((sum, [start, end]) => sum + (end - start), 0) - waitMs,
       handlerMs: grew('tokenbroker_rpc_duration_seconds_sum', exchange) * 1000,
@@ -665,20 +673,26 @@ async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gatew
   const cpu0 = { main: broker.child.mainThreadCpuMs(), all: broker.child.cpuMs() };
   for (let i = 0; i < SETTINGS.exchangeSamples; i += 1) await signIn();
   const cpu = { main: broker.child.mainThreadCpuMs() - cpu0.main, all: broker.child.cpuMs() - cpu0.all };
-  // What one hop through each proxy costs, measured from here: the same read both ways, alternating.
+  // What one hop through each proxy costs, measured from here: the same call both ways, alternating.
+  // Firestore reads (a BatchGetDocuments stream) and writes (a unary Commit) each get their own,
+  // sent as the broker sends them (FirestoreDocuments).
   const [fsHost, fsPort] = stack.firestore.host.split(':');
-  const viaProxy = new Firestore({ ...stack.emulator.clientSettings(), host: fsHost, port: Number(fsPort) });
-  const direct = new Firestore(stack.emulator.clientSettings());
-  const proxied: number[] = [];
-  const straight: number[] = [];
+  const viaProxy = FirestoreDocuments.open({ ...stack.emulator.clientSettings(), host: fsHost, port: Number(fsPort) });
+  const direct = FirestoreDocuments.open(stack.emulator.clientSettings());
+  const hotName = direct.name(stack.collection, hotUser);
+  const probeName = direct.name(`${stack.collection}_hop_probe`, 'probe');
+  const hops = { read: { proxied: [] as number[], straight: [] as number[] }, write: { proxied: [] as number[], straight: [] as number[] } };
   const httpProxied: number[] = [];
   const httpStraight: number[] = [];
   const certsPath = new URL(stack.google.endpoints.pemCertsUrl).pathname;
   for (let i = 0; i < 120; i += 1) {
-    for (const [db, out] of [[viaProxy, proxied], [direct, straight]] as const) {
-      const t0 = performance.now();
-      await db.collection(stack.collection).doc(hotUser).get();
-      if (i >= 20) out.push(performance.now() - t0);
+    for (const [db, way] of [[viaProxy, 'proxied'], [direct, 'straight']] as const) {
+      let t0 = performance.now();
+      await db.get(hotName, 15_000);
+      if (i >= 20) hops.read[way].push(performance.now() - t0);
+      t0 = performance.now();
+      await db.commit([{ name: probeName, data: { i } }], 15_000);
+      if (i >= 20) hops.write[way].push(performance.now() - t0);
     }
     for (const [base, out] of [[stack.oauthProxy.url, httpProxied], [stack.google.url, httpStraight]] as const) {
       const t0 = performance.now();
@@ -686,7 +700,7 @@ async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gatew
       if (i >= 20) out.push(performance.now() - t0);
     }
   }
-  await Promise.all([viaProxy.terminate(), direct.terminate()]);
+  await Promise.all([viaProxy.close(), direct.close()]);
   const rtt: number[] = [];
   for (let i = 0; i < 200; i += 1) {
     const t0 = performance.now();
@@ -694,9 +708,11 @@ async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gatew
     rtt.push(performance.now() - t0);
   }
   const col = (key: keyof (typeof rows)[number]) => rows.map((r) => r[key]);
-  const fsHopMs = Math.max(0, median(proxied) - median(straight));
+  const fsReadHopMs = Math.max(0, median(hops.read.proxied) - median(hops.read.straight));
+  const fsWriteHopMs = Math.max(0, median(hops.write.proxied) - median(hops.write.straight));
   const httpHopMs = Math.max(0, median(httpProxied) - median(httpStraight));
   const firestoreCallsPerExchange = median(col('firestoreCalls'));
+  const firestoreReadsPerExchange = median(col('firestoreReads'));
   const googleCallsPerExchange = median(col('googleCalls'));
   const overheadP50Ms = quantile(rows.map((r) => r.totalMs - r.waitMs), 0.5);
   const ownMs = rows.map((r) => r.handlerMs - r.inGoogleMs - r.inFirestoreMs);
@@ -713,9 +729,14 @@ async function exchangeBreakdown(stack: BenchStack, broker: BrokerProcess, gatew
     overheadP90Ms: quantile(rows.map((r) => r.totalMs - r.waitMs), 0.9),
     firestoreCallsPerExchange,
     googleCallsPerExchange,
-    firestoreProxyHopMs: fsHopMs,
+    firestoreReadsPerExchange,
+    firestoreReadHopMs: fsReadHopMs,
+    firestoreWriteHopMs: fsWriteHopMs,
     oauthProxyHopMs: httpHopMs,
-    overheadCorrectedP50Ms: Math.max(0, overheadP50Ms - firestoreCallsPerExchange * fsHopMs - googleCallsPerExchange * httpHopMs),
+    overheadCorrectedP50Ms: Math.max(
+      0,
+      overheadP50Ms - firestoreReadsPerExchange * fsReadHopMs - (firestoreCallsPerExchange - firestoreReadsPerExchange) * fsWriteHopMs - googleCallsPerExchange * httpHopMs,
+    ),
     // In the broker, from its own metrics: the handler's time less the time inside its Google and Firestore calls.
     handlerP50Ms: quantile(col('handlerMs'), 0.5),
     inGoogleP50Ms: quantile(col('inGoogleMs'), 0.5),

@@ -4,6 +4,7 @@ import { credentials, ServerCredentials } from '@grpc/grpc-js';
 import type { Tracer } from '@opentelemetry/api';
 import { OAuth2Client } from 'google-auth-library';
 import { readFile } from 'node:fs/promises';
+import { FirestoreDocuments } from './adapters/firestore/firestore-documents';
 import { FirestoreExchangeLedger } from './adapters/firestore/firestore-exchange-ledger';
 import { FirestoreGrantStore } from './adapters/firestore/firestore-grant-store';
 import { FirestoreRevocationLedger } from './adapters/firestore/firestore-revocation-ledger';
@@ -74,7 +75,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const policy = await readPolicy(config);
   const { oauthClient, keyset, tls } = await readSecrets(config);
-  const firestore = new Firestore(firestoreSettings(config));
+  const firestore = openFirestore(config);
   // Metrics are recorded only when something serves them.
   const prometheus = config.metricsPort === undefined ? undefined : prometheusMetrics();
   const metrics = prometheus ?? NO_METRICS;
@@ -96,7 +97,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     port = await listen(server, config.host, config.port, tls ? mutualTls(tls) : ServerCredentials.createInsecure());
     // Kubelet's gRPC probes speak plaintext only: with mtls they need a port of their own.
     if (healthServer) healthPort = await listen(healthServer, config.host, config.healthPort ?? 0, ServerCredentials.createInsecure());
-    if (config.risc.port !== undefined) risc = await startRiscReceiver(config, firestore, store, broker, oauthClient.clientId, clock, logger, metrics);
+    if (config.risc.port !== undefined) risc = await startRiscReceiver(config, firestore.db, store, broker, oauthClient.clientId, clock, logger, metrics);
     if (prometheus) metricsServer = await MetricsServer.start(prometheus, config.host, config.metricsPort ?? 0, logger);
   } catch (err: unknown) {
     server.forceShutdown();
@@ -104,7 +105,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     await risc?.close();
     await metricsServer?.close();
     await tracing.shutdown().catch(() => undefined);
-    await firestore.terminate();
+    await closeFirestore(firestore);
     throw err;
   }
   // Revocations recorded by any replica drop this one's cached tokens.
@@ -129,7 +130,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
       await metricsServer?.close();
       // Exports the spans still buffered, within bounds: a collector that is down must not hold up the exit.
       await closeWithin(tracing.shutdown(), 5000);
-      await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
+      await closeWithin(closeFirestore(firestore), config.firestore.timeoutMs);
       logger.info({ event: 'stopped', drainMs: Date.now() - started, callsCut: cut }, 'TokenBroker stopped');
     })();
     return stopping;
@@ -167,10 +168,10 @@ async function startRiscReceiver(
   return RiscReceiver.start(config.host, config.risc.port ?? 0, { verifier, processor, logger }, { maxBodyBytes: 64 * 1024, requestTimeoutMs: 10_000 });
 }
 
-/** The domain and its adapters over one Firestore client. */
+/** The domain and its adapters over one database's clients. */
 function buildBroker(
   config: Config,
-  firestore: Firestore,
+  firestore: FirestoreClients,
   oauthClient: { clientId: string; clientSecret: string },
   sealer: Sealer,
   clock: Clock,
@@ -178,14 +179,15 @@ function buildBroker(
   metrics: Metrics = NO_METRICS,
   tracer?: Tracer,
 ) {
-  const exchanges = new FirestoreExchangeLedger(firestore, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs, metrics);
+  const { db, documents } = firestore;
+  const exchanges = new FirestoreExchangeLedger(documents, `${config.firestore.collection}_code_exchanges`, clock, config.firestore.timeoutMs, metrics);
   // The store commits each sign-in's grant and its ledger record together.
-  const store = new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs, metrics, exchanges);
-  const revocations = revocationLedger(firestore, config, clock, metrics);
+  const store = new FirestoreGrantStore(db, documents, config.firestore.collection, config.firestore.timeoutMs, metrics, exchanges);
+  const revocations = revocationLedger(db, config, clock, metrics);
   const broker = new TokenBroker(
     {
       store,
-      shared: new FirestoreSharedTokenStore(firestore, `${config.firestore.collection}_access_tokens`, config.firestore.timeoutMs, metrics),
+      shared: new FirestoreSharedTokenStore(db, documents, `${config.firestore.collection}_access_tokens`, config.firestore.timeoutMs, metrics),
       exchanges,
       revocations,
       oauth: googleOAuthClient(config, oauthClient, clock, logger, metrics, tracer),
@@ -207,12 +209,12 @@ export async function runKeepAlive(config: Config, options: KeepAliveOptions, ov
   const clock = overrides.clock ?? systemClock;
   const logger = createLogger(config.logLevel, overrides.logDestination);
   const { oauthClient, keyset } = await readSecrets(config);
-  const firestore = new Firestore(firestoreSettings(config));
+  const firestore = openFirestore(config);
   try {
     const { broker, store } = buildBroker(config, firestore, oauthClient, new Sealer(keyset), clock, logger);
     return await keepGrantsAlive(store, broker, clock, logger, options);
   } finally {
-    await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
+    await closeWithin(closeFirestore(firestore), config.firestore.timeoutMs);
   }
 }
 
@@ -253,15 +255,15 @@ export async function runRetryRevocations(config: Config, overrides: AppOverride
   const clock = overrides.clock ?? systemClock;
   const logger = createLogger(config.logLevel, overrides.logDestination);
   const { oauthClient, keyset } = await readSecrets(config);
-  const firestore = new Firestore(firestoreSettings(config));
+  const firestore = openFirestore(config);
   try {
     const oauth = googleOAuthClient(config, oauthClient, clock, logger);
-    return await retryRevocations(revocationLedger(firestore, config, clock), oauth, new Sealer(keyset), logger, {
+    return await retryRevocations(revocationLedger(firestore.db, config, clock), oauth, new Sealer(keyset), logger, {
       pageSize: 100,
       callTimeoutMs: config.callTimeoutMs,
     });
   } finally {
-    await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
+    await closeWithin(closeFirestore(firestore), config.firestore.timeoutMs);
   }
 }
 
@@ -272,12 +274,12 @@ export async function runRetryRevocations(config: Config, overrides: AppOverride
 export async function runResealGrants(config: Config, options: ResealOptions, overrides: AppOverrides = {}): Promise<ResealReport> {
   const logger = createLogger(config.logLevel, overrides.logDestination);
   const { keyset } = await readSecrets(config);
-  const firestore = new Firestore(firestoreSettings(config));
+  const firestore = openFirestore(config);
   try {
-    const store = new FirestoreGrantStore(firestore, config.firestore.collection, config.firestore.timeoutMs);
+    const store = new FirestoreGrantStore(firestore.db, firestore.documents, config.firestore.collection, config.firestore.timeoutMs);
     return await resealGrants(store, new Sealer(keyset), logger, options);
   } finally {
-    await closeWithin(firestore.terminate(), config.firestore.timeoutMs);
+    await closeWithin(closeFirestore(firestore), config.firestore.timeoutMs);
   }
 }
 
@@ -357,6 +359,24 @@ function secretManagerOptions(config: Config) {
   const [host, port] = splitHostPort(endpoint);
   // A local plaintext endpoint (tests, dev): no TLS, no credentials lookup.
   return { apiEndpoint: host, port, sslCreds: credentials.createInsecure(), universeDomain: 'googleapis.com' };
+}
+
+/**
+ * One database's two clients: the library's high-level client for queries
+ * and the rarer writes, and {@link FirestoreDocuments} for the
+ * single-document reads and commits of sign-ins and refreshes.
+ */
+interface FirestoreClients {
+  db: Firestore;
+  documents: FirestoreDocuments;
+}
+
+function openFirestore(config: Config): FirestoreClients {
+  return { db: new Firestore(firestoreSettings(config)), documents: FirestoreDocuments.open(firestoreSettings(config)) };
+}
+
+async function closeFirestore(firestore: FirestoreClients): Promise<void> {
+  await Promise.all([firestore.db.terminate(), firestore.documents.close()]);
 }
 
 function firestoreSettings(config: Config): Settings {

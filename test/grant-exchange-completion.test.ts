@@ -1,6 +1,7 @@
 import { Firestore } from '@google-cloud/firestore';
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
+import { FirestoreDocuments } from '../src/adapters/firestore/firestore-documents';
 import { FirestoreExchangeLedger } from '../src/adapters/firestore/firestore-exchange-ledger';
 import { FirestoreGrantStore } from '../src/adapters/firestore/firestore-grant-store';
 import { parseKeyset } from '../src/crypto/keyset';
@@ -30,6 +31,7 @@ function grantOf(userId: string, now: number): GrantRecord {
 describe('FirestoreGrantStore: the grant and its exchange record in one write', () => {
   const clock = new ManualClock();
   let db: Firestore;
+  let documents: FirestoreDocuments;
   let collection: string;
   let store: FirestoreGrantStore;
   let ledger: FirestoreExchangeLedger;
@@ -42,13 +44,14 @@ describe('FirestoreGrantStore: the grant and its exchange record in one write', 
 
   before(() => {
     db = new Firestore(firestoreEmulator().clientSettings());
+    documents = FirestoreDocuments.open(firestoreEmulator().clientSettings());
     collection = `grants_${randomBytes(4).toString('hex')}`;
-    ledger = new FirestoreExchangeLedger(db, `${collection}_code_exchanges`, clock, 5_000);
-    store = new FirestoreGrantStore(db, collection, 5_000, undefined, ledger);
+    ledger = new FirestoreExchangeLedger(documents, `${collection}_code_exchanges`, clock, 5_000);
+    store = new FirestoreGrantStore(db, documents, collection, 5_000, undefined, ledger);
   });
 
   after(async () => {
-    await db.terminate();
+    await Promise.all([db.terminate(), documents.close()]);
   });
 
   it('writes DONE with created=true for a first sign-in, and the claim is replayed from it', async () => {
@@ -78,7 +81,7 @@ describe('FirestoreGrantStore: the grant and its exchange record in one write', 
   });
 
   it('cannot record without the ledger: completed is false and the caller records it', async () => {
-    const bare = new FirestoreGrantStore(db, collection, 5_000);
+    const bare = new FirestoreGrantStore(db, documents, collection, 5_000);
     const { userId, codeHash } = nextIds();
     const result = await bare.update(userId, () => grantOf(userId, clock.now()), { codeHash, until: clock.now() + 600_000 });
     expect(result.completed).to.equal(false);

@@ -7,6 +7,7 @@
  * would have stored.
  */
 import type { Firestore } from '@google-cloud/firestore';
+import type { FirestoreDocuments } from '../../src/adapters/firestore/firestore-documents';
 import { FirestoreGrantStore } from '../../src/adapters/firestore/firestore-grant-store';
 import { Sealer } from '../../src/crypto/sealer';
 import { REFRESH_TOKEN_FIELD, riscTokenHash, type GrantRecord, type Profile } from '../../src/domain/grant';
@@ -58,14 +59,14 @@ export interface SeedResult {
  * `now` (the job's real clock), and revokes the `dead-at-google` ones at the
  * local Google.
  */
-export async function seedGrants(stack: BenchStack, db: Firestore, sealer: Sealer, collection: string, count: number, now: number): Promise<SeedResult> {
+export async function seedGrants(stack: BenchStack, db: Firestore, documents: FirestoreDocuments, sealer: Sealer, collection: string, count: number, now: number): Promise<SeedResult> {
   const users = Array.from({ length: count }, () => stack.newUser());
   let t0 = performance.now();
   const refreshTokens = await mapLimit(users, 16, (user) => redeemFirstSignIn(stack.google, stack.clientSecret, user));
   const tokenSeconds = (performance.now() - t0) / 1000;
 
   t0 = performance.now();
-  const store = new FirestoreGrantStore(db, collection, 10_000);
+  const store = new FirestoreGrantStore(db, documents, collection, 10_000);
   await mapLimit(users, 32, async (user, i) => {
     const record = grantRecord(sealer, user, refreshTokens[i] as string, kindOf(i), now);
     await store.update(user.sub, () => record);

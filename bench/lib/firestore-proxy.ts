@@ -107,6 +107,11 @@ export class FirestoreProxy {
     return { ...this.counts };
   }
 
+  /** Whether `method` reads documents. */
+  static isRead(method: string): boolean {
+    return READ_METHODS.has(method);
+  }
+
   /** Read RPCs in a counts snapshot. */
   static reads(counts: FirestoreCounts): number {
     return Object.entries(counts).reduce((sum, [method, n]) => sum + (READ_METHODS.has(method) ? n : 0), 0);

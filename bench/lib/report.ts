@@ -228,7 +228,7 @@ export function renderExchange(e: Record<string, number>): string {
   return (
     `ExchangeCode (${x('samples')} sequential sign-ins on an idle broker): end to end p50 ${f(x('totalP50Ms'))} ms (p99 ${f(x('totalP99Ms'))}); waiting on Google + Firestore p50 ${f(x('waitP50Ms'))} ms ` +
       `(Google ${f(x('googleP50Ms'))} ms over ${x('googleCallsPerExchange')} request, Firestore ${f(x('firestoreP50Ms'))} ms over ${x('firestoreCallsPerExchange')} RPCs); ours p50 ${f(x('overheadP50Ms'))} ms, p90 ${f(x('overheadP90Ms'))} ms. ` +
-      `The proxies' own hops (measured: ${f(x('firestoreProxyHopMs'))} ms per Firestore RPC, ${f(x('oauthProxyHopMs'))} ms per HTTP request) leave ${f(x('overheadCorrectedP50Ms'))} ms. ` +
+      `The proxies' own hops (measured: ${f(x('firestoreReadHopMs'))} ms per Firestore read, ${f(x('firestoreWriteHopMs'))} ms per write, ${f(x('oauthProxyHopMs'))} ms per HTTP request) leave ${f(x('overheadCorrectedP50Ms'))} ms. ` +
       `"Ours" still includes the client and the gRPC round trip (a cached GetAccessToken from the same client: ${f(x('cachedGetAccessTokenRttP50Ms'))} ms p50). ` +
       `The broker itself spent ${f(x('brokerMainThreadCpuMsPerExchange'), 1)} ms of event-loop CPU per sign-in (${f(x('brokerCpuMsPerExchange'), 1)} ms all threads, /proc).\n\n` +
       `In the broker (its metrics, scraped after each sign-in): handler p50 ${f(x('handlerP50Ms'))} ms, of it inside Google calls ${f(x('inGoogleP50Ms'))} ms (${x('inGoogleCallsPerExchange')} request) and inside Firestore calls ${f(x('inFirestoreP50Ms'))} ms (${x('inFirestoreCallsPerExchange')} operations, client library included); ` +

@@ -1,11 +1,9 @@
-import { FieldValue, Timestamp, type DocumentData, type Firestore } from '@google-cloud/firestore';
+import { Timestamp, type DocumentData } from '@google-cloud/firestore';
 import type { Clock } from '../../domain/clock';
 import type { ExchangeLedger, ExchangeRecord } from '../../domain/ports';
 import { NO_METRICS, type Metrics } from '../../observability/metrics';
+import { GRPC_NOT_FOUND, isWriteConflict, type DocumentWrite, type FirestoreDocuments } from './firestore-documents';
 import { storeBudget, storeCall } from './store-call';
-import { isWriteConflict, type DocumentWrite } from './update-document';
-
-const GRPC_NOT_FOUND = 5;
 
 /**
  * The exchange ledger in Firestore: one small document per recent code,
@@ -15,7 +13,7 @@ const GRPC_NOT_FOUND = 5;
  */
 export class FirestoreExchangeLedger implements ExchangeLedger {
   constructor(
-    private readonly db: Firestore,
+    private readonly documents: FirestoreDocuments,
     private readonly collection: string,
     private readonly clock: Clock,
     /** Deadline of each operation. */
@@ -25,31 +23,28 @@ export class FirestoreExchangeLedger implements ExchangeLedger {
   ) {}
 
   /**
-   * One write in the usual case (a code not seen before): create() succeeds
-   * only if no document exists. Otherwise the document is read, and an
-   * expired or malformed one is taken over with a write conditional on it
+   * One write in the usual case (a code not seen before): a create that
+   * succeeds only if no document exists. Otherwise the document is read, and
+   * an expired or malformed one is taken over with a write conditional on it
    * being unchanged since that read.
    */
   async claim(codeHash: string, pendingUntil: number): Promise<ExchangeRecord | undefined> {
-    const ref = this.doc(codeHash);
-    const expiresAt = Timestamp.fromMillis(pendingUntil);
-    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_claim'), async () => {
+    const name = this.name(codeHash);
+    const pending = { state: 'PENDING', expires_at: Timestamp.fromMillis(pendingUntil) };
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_claim'), async (remainingMs) => {
       for (;;) {
         try {
-          await ref.create({ state: 'PENDING', expires_at: expiresAt });
+          await this.documents.commit([{ name, data: pending, precondition: 'absent' }], remainingMs());
           return undefined;
         } catch (err: unknown) {
           if (!isWriteConflict(err)) throw err;
         }
-        const snapshot = await ref.get();
-        if (!snapshot.exists) continue; // released since: create again
-        const live = this.live(snapshot.data());
+        const stored = await this.documents.get(name, remainingMs());
+        if (!stored) continue; // released since: create again
+        const live = this.live(stored.data);
         if (live) return live;
         try {
-          await ref.update(
-            { state: 'PENDING', expires_at: expiresAt, user_id: FieldValue.delete(), created: FieldValue.delete() },
-            { lastUpdateTime: snapshot.updateTime as Timestamp },
-          );
+          await this.documents.commit([{ name, data: pending, precondition: stored.updateTime }], remainingMs());
           return undefined;
         } catch (err: unknown) {
           // Another attempt took it, or it was released, since the read: look again.
@@ -60,8 +55,8 @@ export class FirestoreExchangeLedger implements ExchangeLedger {
   }
 
   async complete(codeHash: string, outcome: { userId: string; created: boolean }, until: number): Promise<void> {
-    const { ref, data } = this.completionWrite(codeHash, outcome, until);
-    await storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_complete'), () => ref.set(data));
+    const write = this.completionWrite(codeHash, outcome, until);
+    await storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_complete'), (remainingMs) => this.documents.commit([write], remainingMs()));
   }
 
   /**
@@ -70,21 +65,23 @@ export class FirestoreExchangeLedger implements ExchangeLedger {
    */
   completionWrite(codeHash: string, outcome: { userId: string; created: boolean }, until: number): DocumentWrite {
     return {
-      ref: this.doc(codeHash),
+      name: this.name(codeHash),
       data: { state: 'DONE', user_id: outcome.userId, created: outcome.created, expires_at: Timestamp.fromMillis(until) },
     };
   }
 
   async release(codeHash: string): Promise<void> {
-    await storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_release'), () => this.doc(codeHash).delete());
+    await storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_release'), (remainingMs) => this.documents.delete(this.name(codeHash), remainingMs()));
   }
 
   async get(codeHash: string): Promise<ExchangeRecord | undefined> {
-    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_get'), async () => this.live((await this.doc(codeHash).get()).data()));
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'exchange_get'), async (remainingMs) =>
+      this.live((await this.documents.get(this.name(codeHash), remainingMs()))?.data),
+    );
   }
 
-  private doc(codeHash: string) {
-    return this.db.collection(this.collection).doc(codeHash);
+  private name(codeHash: string): string {
+    return this.documents.name(this.collection, codeHash);
   }
 
   /** The record in `data` unless missing, malformed or expired. */

@@ -1,6 +1,7 @@
 import { FieldPath, type Firestore } from '@google-cloud/firestore';
 import type { GrantRecord } from '../../domain/grant';
 import type { ExchangeCompletion, GrantMutation, GrantStore, GrantUpdate, ListedGrant } from '../../domain/ports';
+import type { FirestoreDocuments } from './firestore-documents';
 import type { FirestoreExchangeLedger } from './firestore-exchange-ledger';
 import { grantFromDocument, grantToDocument } from './grant-document';
 import { NO_METRICS, type Metrics } from '../../observability/metrics';
@@ -13,7 +14,8 @@ import { readDocument, updateDocument, type DocumentCodec } from './update-docum
  */
 export class FirestoreGrantStore implements GrantStore {
   /**
-   * @param db a Firestore client (built in the composition root)
+   * @param db a Firestore client (built in the composition root), for the queries
+   * @param documents reads and writes single grants
    * @param collection collection holding one document per user
    * @param timeoutMs deadline of each operation, conflict retries included
    * @param metrics counts failed operations
@@ -22,6 +24,7 @@ export class FirestoreGrantStore implements GrantStore {
    */
   constructor(
     private readonly db: Firestore,
+    private readonly documents: FirestoreDocuments,
     private readonly collection: string,
     private readonly timeoutMs: number,
     private readonly metrics: Metrics = NO_METRICS,
@@ -29,7 +32,7 @@ export class FirestoreGrantStore implements GrantStore {
   ) {}
 
   get(userId: string): Promise<GrantRecord | undefined> {
-    return readDocument(this.doc(userId), codec(userId), storeBudget(this.timeoutMs, this.metrics, 'grant_get'));
+    return readDocument(this.documents, this.name(userId), codec(userId), storeBudget(this.timeoutMs, this.metrics, 'grant_get'));
   }
 
   async update(userId: string, mutate: GrantMutation, completion?: ExchangeCompletion): Promise<GrantUpdate> {
@@ -38,7 +41,7 @@ export class FirestoreGrantStore implements GrantStore {
       completion && exchanges
         ? (before: GrantRecord | undefined) => exchanges.completionWrite(completion.codeHash, { userId, created: before === undefined }, completion.until)
         : undefined;
-    const { before, after, wroteAlongside } = await updateDocument(this.doc(userId), codec(userId), storeBudget(this.timeoutMs, this.metrics, 'grant_update'), mutate, alongside);
+    const { before, after, wroteAlongside } = await updateDocument(this.documents, this.name(userId), codec(userId), storeBudget(this.timeoutMs, this.metrics, 'grant_update'), mutate, alongside);
     return { before, after, completed: wroteAlongside };
   }
 
@@ -65,9 +68,7 @@ export class FirestoreGrantStore implements GrantStore {
   }
 
   delete(userId: string): Promise<void> {
-    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'grant_delete'), async () => {
-      await this.doc(userId).delete();
-    });
+    return storeCall(storeBudget(this.timeoutMs, this.metrics, 'grant_delete'), (remainingMs) => this.documents.delete(this.name(userId), remainingMs()));
   }
 
   findByRefreshTokenHash(hash: string): Promise<string[]> {
@@ -79,8 +80,8 @@ export class FirestoreGrantStore implements GrantStore {
     });
   }
 
-  private doc(userId: string) {
-    return this.db.collection(this.collection).doc(userId);
+  private name(userId: string): string {
+    return this.documents.name(this.collection, userId);
   }
 }
 

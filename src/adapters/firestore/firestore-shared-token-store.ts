@@ -1,6 +1,7 @@
 import type { Firestore } from '@google-cloud/firestore';
 import { createHash } from 'node:crypto';
 import type { SharedTokenMutation, SharedTokenRecord, SharedTokenStore } from '../../domain/ports';
+import type { FirestoreDocuments } from './firestore-documents';
 import { sharedTokenFromDocument, sharedTokenToDocument } from './shared-token-document';
 import { NO_METRICS, type Metrics } from '../../observability/metrics';
 import { storeBudget, storeCall } from './store-call';
@@ -13,24 +14,26 @@ import { readDocument, updateDocument, type DocumentCodec } from './update-docum
  */
 export class FirestoreSharedTokenStore implements SharedTokenStore {
   /**
-   * @param db a Firestore client (built in the composition root)
+   * @param db a Firestore client (built in the composition root), for the query of a user's records
+   * @param documents reads and writes single records
    * @param collection collection of shared token records
    * @param timeoutMs deadline of each operation, conflict retries included
    * @param metrics counts failed operations
    */
   constructor(
     private readonly db: Firestore,
+    private readonly documents: FirestoreDocuments,
     private readonly collection: string,
     private readonly timeoutMs: number,
     private readonly metrics: Metrics = NO_METRICS,
   ) {}
 
   get(userId: string, scopeKey: string): Promise<SharedTokenRecord | undefined> {
-    return readDocument(this.doc(userId, scopeKey), codec(userId, scopeKey), storeBudget(this.timeoutMs, this.metrics, 'shared_token_get'));
+    return readDocument(this.documents, this.name(userId, scopeKey), codec(userId, scopeKey), storeBudget(this.timeoutMs, this.metrics, 'shared_token_get'));
   }
 
   update(userId: string, scopeKey: string, mutate: SharedTokenMutation) {
-    return updateDocument(this.doc(userId, scopeKey), codec(userId, scopeKey), storeBudget(this.timeoutMs, this.metrics, 'shared_token_update'), mutate);
+    return updateDocument(this.documents, this.name(userId, scopeKey), codec(userId, scopeKey), storeBudget(this.timeoutMs, this.metrics, 'shared_token_update'), mutate);
   }
 
   deleteUser(userId: string): Promise<void> {
@@ -42,9 +45,9 @@ export class FirestoreSharedTokenStore implements SharedTokenStore {
     });
   }
 
-  private doc(userId: string, scopeKey: string) {
+  private name(userId: string, scopeKey: string): string {
     const scopeHash = createHash('sha256').update(scopeKey).digest('hex');
-    return this.db.collection(this.collection).doc(`${userId}_${scopeHash}`);
+    return this.documents.name(this.collection, `${userId}_${scopeHash}`);
   }
 }
 

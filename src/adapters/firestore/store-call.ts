@@ -21,18 +21,21 @@ export function storeBudget(timeoutMs: number, metrics: Metrics, operation: Fire
  *
  * The deadline is ours because the SDK's is minutes: with Firestore
  * unreachable a get fails after ~40 s and a transaction after ~3.5 min (its
- * retries of UNAVAILABLE), far past any caller's deadline. An operation cut
- * here may still complete later: grant mutations re-read in their
- * transaction, so a late one still applies to the current state.
+ * retries of UNAVAILABLE), far past any caller's deadline. `op` gets the
+ * time left of the deadline, in ms (at least 1), and single-document calls
+ * give it to their RPCs, which then end with it. A call through the
+ * high-level client cut here may still complete later; a conditional write
+ * applies only to the state it read.
  *
  * `budget` is the deadline in ms, or a {@link StoreCallBudget}: then the
  * call is timed as its operation, whatever its outcome, and every
  * STORE_UNAVAILABLE is counted as a Firestore error of its operation
  * (errors of our own making are not Firestore's, and are not counted).
  */
-export async function storeCall<T>(budget: number | StoreCallBudget, op: () => Promise<T>): Promise<T> {
+export async function storeCall<T>(budget: number | StoreCallBudget, op: (remainingMs: () => number) => Promise<T>): Promise<T> {
   const timeoutMs = typeof budget === 'number' ? budget : budget.timeoutMs;
   const started = performance.now();
+  const remainingMs = () => Math.max(1, Math.ceil(started + timeoutMs - performance.now()));
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -41,7 +44,7 @@ export async function storeCall<T>(budget: number | StoreCallBudget, op: () => P
     );
   });
   try {
-    return await Promise.race([op(), deadline]);
+    return await Promise.race([op(remainingMs), deadline]);
   } catch (err: unknown) {
     const failure = isBrokerError(err) ? err : new BrokerError('STORE_UNAVAILABLE', 'the token store is unavailable', { cause: err });
     if (typeof budget !== 'number' && isBrokerError(failure, 'STORE_UNAVAILABLE')) budget.metrics.firestoreError(budget.operation);
