@@ -219,4 +219,47 @@ describe('FirestoreDocuments: what each call sends', () => {
       writes: [{ update: { name: 'projects/proj/databases/db2/documents/grants/1', fields: { v: { integerValue: 8 } } }, currentDocument: { updateTime: { seconds: '12', nanos: 3 } } }],
     });
   });
+  /** A generated client whose reads fail with `codes`, one per attempt, then find the document. */
+  function failingReads(codes: number[]) {
+    let attempts = 0;
+    const rpc: DocumentRpc = {
+      batchGetDocuments(request) {
+        const code = codes[attempts];
+        attempts += 1;
+        if (code !== undefined) {
+          const stream = new Readable({ objectMode: true, read() {} });
+          process.nextTick(() => stream.destroy(Object.assign(new Error(`status ${code}`), { code })));
+          return stream;
+        }
+        return Readable.from([{ found: { name: request.documents[0], fields: {}, updateTime: { seconds: '1', nanos: 0 } }, result: 'found' }]);
+      },
+      commit: async () => ({}),
+      close: async () => {},
+    };
+    return { rpc, attempts: () => attempts };
+  }
+
+  it('reads again after a transient failure, within the deadline', async () => {
+    const reads = failingReads([14, 13]);
+    const documents = new FirestoreDocuments(reads.rpc, 'proj', '(default)');
+    const read = await documents.get(documents.name('grants', '1'), 5_000);
+    expect(read?.data).to.deep.equal({});
+    expect(reads.attempts()).to.equal(3);
+  });
+
+  it('does not read again after a failure that is not transient, nor past the deadline', async () => {
+    const denied = failingReads([7]);
+    const documents = new FirestoreDocuments(denied.rpc, 'proj', '(default)');
+    expect((await rejection(documents.get(documents.name('grants', '1'), 5_000))).code).to.equal(7);
+    expect(denied.attempts()).to.equal(1);
+
+    const down = failingReads(Array.from({ length: 100 }, () => 14));
+    const outage = new FirestoreDocuments(down.rpc, 'proj', '(default)');
+    const started = performance.now();
+    expect((await rejection(outage.get(outage.name('grants', '1'), 300))).code).to.equal(14);
+    // It gives up instead of waiting out its 100 attempts (the bound leaves room for a busy machine's timers).
+    expect(performance.now() - started).to.be.below(2_000);
+    // Waits of 100, 130 and 169 ms, each with up to half taken off, leave room in 300 ms for 3 or 4 attempts (fewer if timers run late).
+    expect(down.attempts()).to.be.within(2, 4);
+  });
 });

@@ -121,8 +121,27 @@ export class FirestoreDocuments {
     return `${this.database}/documents/${collection}/${id}`;
   }
 
-  /** The document `name`, or undefined when there is none. */
-  get(name: string, timeoutMs: number): Promise<StoredDocument | undefined> {
+  /**
+   * The document `name`, or undefined when there is none. A read that fails
+   * with a transient code (UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED,
+   * DEADLINE_EXCEEDED, as the generated client retries its own reads) is
+   * tried again after 100 ms, then 1.3 times longer each time with jitter,
+   * as long as the next attempt starts within `timeoutMs`.
+   */
+  async get(name: string, timeoutMs: number): Promise<StoredDocument | undefined> {
+    const deadline = performance.now() + timeoutMs;
+    for (let delayMs = READ_RETRY_FIRST_MS; ; delayMs *= READ_RETRY_MULTIPLIER) {
+      try {
+        return await this.readOnce(name, Math.max(1, Math.ceil(deadline - performance.now())));
+      } catch (err: unknown) {
+        const waitMs = delayMs * (0.5 + Math.random() / 2);
+        if (!READ_RETRY_CODES.has((err as { code?: unknown } | null)?.code) || performance.now() + waitMs >= deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
+    }
+  }
+
+  private readOnce(name: string, timeoutMs: number): Promise<StoredDocument | undefined> {
     return new Promise((resolve, reject) => {
       let found: WireDocument | undefined;
       this.rpc
@@ -177,5 +196,8 @@ export function isWriteConflict(err: unknown): boolean {
 }
 
 export const GRPC_NOT_FOUND = 5;
+const READ_RETRY_CODES = new Set<unknown>([4 /* DEADLINE_EXCEEDED */, 8 /* RESOURCE_EXHAUSTED */, 13 /* INTERNAL */, 14 /* UNAVAILABLE */]);
+const READ_RETRY_FIRST_MS = 100;
+const READ_RETRY_MULTIPLIER = 1.3;
 const GRPC_ALREADY_EXISTS = 6;
 const GRPC_FAILED_PRECONDITION = 9;
