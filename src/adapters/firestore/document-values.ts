@@ -67,7 +67,7 @@ export function decodeFields(fields: WireFields | null | undefined): DocumentDat
 }
 
 /** A wire timestamp as a client-library Timestamp (seconds may arrive as a string or a Long). */
-export function decodeTimestamp(wire: WireTimestamp): Timestamp {
+function decodeTimestamp(wire: WireTimestamp): Timestamp {
   return new Timestamp(Number(wire.seconds ?? 0), wire.nanos ?? 0);
 }
 

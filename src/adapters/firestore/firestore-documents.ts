@@ -124,7 +124,8 @@ export class FirestoreDocuments {
   /**
    * The document `name`, or undefined when there is none. A read that fails
    * with a transient code (UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED,
-   * DEADLINE_EXCEEDED, as the generated client retries its own reads) is
+   * DEADLINE_EXCEEDED: those the generated client's own configuration
+   * retries a GetDocument on) is
    * tried again after 100 ms, then 1.3 times longer each time with jitter,
    * as long as the next attempt starts within `timeoutMs`.
    */
@@ -195,9 +196,14 @@ export function isWriteConflict(err: unknown): boolean {
   return code === GRPC_FAILED_PRECONDITION || code === GRPC_ALREADY_EXISTS;
 }
 
+const GRPC_DEADLINE_EXCEEDED = 4;
 export const GRPC_NOT_FOUND = 5;
-const READ_RETRY_CODES = new Set<unknown>([4 /* DEADLINE_EXCEEDED */, 8 /* RESOURCE_EXHAUSTED */, 13 /* INTERNAL */, 14 /* UNAVAILABLE */]);
+const GRPC_ALREADY_EXISTS = 6;
+const GRPC_RESOURCE_EXHAUSTED = 8;
+const GRPC_FAILED_PRECONDITION = 9;
+const GRPC_INTERNAL = 13;
+const GRPC_UNAVAILABLE = 14;
+
+const READ_RETRY_CODES = new Set<unknown>([GRPC_DEADLINE_EXCEEDED, GRPC_RESOURCE_EXHAUSTED, GRPC_INTERNAL, GRPC_UNAVAILABLE]);
 const READ_RETRY_FIRST_MS = 100;
 const READ_RETRY_MULTIPLIER = 1.3;
-const GRPC_ALREADY_EXISTS = 6;
-const GRPC_FAILED_PRECONDITION = 9;
