@@ -372,6 +372,7 @@ interface FirestoreClients {
 }
 
 function openFirestore(config: Config): FirestoreClients {
+  // A settings object each: the high-level client keeps and amends the one it is given.
   return { db: new Firestore(firestoreSettings(config)), documents: FirestoreDocuments.open(firestoreSettings(config)) };
 }
 
