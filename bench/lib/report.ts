@@ -23,8 +23,10 @@ export interface TargetRow {
   id: string;
   text: string;
   measured: string;
-  /** undefined: not measured far enough to decide. */
+  /** undefined: no verdict (not measured far enough, or a control run). */
   pass: boolean | undefined;
+  /** Why there is no verdict, when not "not reached". */
+  noVerdict?: string;
   /** Decides the bench's exit code. */
   gated: boolean;
 }
@@ -38,16 +40,27 @@ export interface Diagnosis {
 }
 
 export interface MemoryResult {
-  curve: Array<{ users: number; rssKiB: number; gcRssKiB: number; heapUsedKiB: number; heapTotalKiB: number; externalKiB: number; seconds: number }>;
+  /** At each checkpoint, the first RSS sample taken with that many users or more. */
+  curve: Array<{ users: number; rssKiB: number; seconds: number }>;
+  /** RSS from /proc every 250 ms while sign-ins ran. */
+  trace: Array<{ users: number; rssKiB: number; seconds: number }>;
+  /** Before the first traced sign-in and after the last, 300 ms after the sign-ins stopped: RSS, then the process after a full GC. */
+  ends: Array<{ users: number; rssKiB: number; gcRssKiB: number; heapUsedKiB: number; heapTotalKiB: number; externalKiB: number }>;
   /** Each user was also served a drive.readonly token twice (BENCH_MEMORY_SERVED=1). */
   served: boolean;
+  /** The broker's bound on cached users (BENCH_MEMORY_MAX_CACHED_USERS); below `usersReached`, a control run. */
+  maxCachedUsers: number;
   usersReached: number;
   seedErrors: number;
   seedRatePerS: number;
-  /** The slopes are fitted from this many users on. */
+  /** The slope is fitted to the samples from this many users on. */
   fitFromUsers: number;
-  bytesPerUserRaw: number;
-  bytesPerUserGc: number;
+  traceSamples: number;
+  /** Target 7's number: the least-squares slope of RSS over users. */
+  bytesPerUser: number;
+  /** Between the two ends: RSS, RSS after a full GC, JS heap in use after a full GC. */
+  settledBytesPerUser: number;
+  gcBytesPerUser: number;
   heapBytesPerUser: number;
 }
 
@@ -102,7 +115,7 @@ export function renderMarkdown(r: BenchResults): string {
   lines.push('| # | target | measured | result |');
   lines.push('|---|---|---|---|');
   for (const t of r.targets) {
-    lines.push(`| ${t.id}${t.gated ? ' (gated)' : ''} | ${t.text} | ${t.measured} | ${t.pass === undefined ? 'not reached' : t.pass ? 'PASS' : '**MISS**'} |`);
+    lines.push(`| ${t.id}${t.gated ? ' (gated)' : ''} | ${t.text} | ${t.measured} | ${t.pass === undefined ? (t.noVerdict ?? 'not reached') : t.pass ? 'PASS' : '**MISS**'} |`);
   }
   lines.push('');
   lines.push('Paired runs (echo, broker):');
@@ -156,19 +169,29 @@ export function renderMarkdown(r: BenchResults): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The memory curve as a markdown table plus the fitted growth per user. */
+/** The memory curve as markdown tables plus the growth per user. */
 export function renderMemory(mem: MemoryResult): string {
   const lines: string[] = [];
   const served = mem.served ? ', each then served a drive.readonly token twice (a refresh, then a cache hit)' : '';
-  lines.push(`Memory (a fresh broker; users signed in through ExchangeCode${served}, 48 at a time, ${f(mem.seedRatePerS, 0)}/s, ${mem.seedErrors} errors):`);
+  const control = mem.maxCachedUsers < mem.usersReached;
+  const held = control ? `; a control run: the cache holds at most ${thousands(mem.maxCachedUsers)} users` : '';
+  const users = control ? 'users signed in' : 'cached users';
+  lines.push(`Memory (a fresh broker; users signed in through ExchangeCode${served}, 48 at a time without a pause, ${f(mem.seedRatePerS, 0)}/s, ${mem.seedErrors} errors${held}; RSS read from /proc every 250 ms):`);
   lines.push('');
-  lines.push('| cached users | RSS MiB | after a full GC: RSS MiB | JS heap used | JS heap total | external | s |');
-  lines.push('|---:|---:|---:|---:|---:|---:|---:|');
-  for (const p of mem.curve) {
-    lines.push(`| ${thousands(p.users)} | ${f(p.rssKiB / 1024, 1)} | ${f(p.gcRssKiB / 1024, 1)} | ${f(p.heapUsedKiB / 1024, 1)} | ${f(p.heapTotalKiB / 1024, 1)} | ${f(p.externalKiB / 1024, 1)} | ${f(p.seconds, 0)} |`);
+  lines.push(`| ${users} | RSS MiB | s |`);
+  lines.push('|---:|---:|---:|');
+  for (const p of mem.curve) lines.push(`| ${thousands(p.users)} | ${f(p.rssKiB / 1024, 1)} | ${f(p.seconds, 0)} |`);
+  lines.push('');
+  lines.push(`| settled, ${users} | RSS MiB | after a full GC: RSS MiB | JS heap used | JS heap total | external |`);
+  lines.push('|---:|---:|---:|---:|---:|---:|');
+  for (const p of mem.ends) {
+    lines.push(`| ${thousands(p.users)} | ${f(p.rssKiB / 1024, 1)} | ${f(p.gcRssKiB / 1024, 1)} | ${f(p.heapUsedKiB / 1024, 1)} | ${f(p.heapTotalKiB / 1024, 1)} | ${f(p.externalKiB / 1024, 1)} |`);
   }
   lines.push('');
-  lines.push(`Growth per cached user (least squares from ${thousands(mem.fitFromUsers)} users on): ${f(mem.bytesPerUserRaw, 0)} B RSS, ${f(mem.bytesPerUserGc, 0)} B RSS after full GC, ${f(mem.heapBytesPerUser, 0)} B JS heap.`);
+  lines.push(
+    `Growth per ${control ? 'user signed in' : 'cached user'}: ${f(mem.bytesPerUser, 0)} B RSS (least squares over the ${mem.traceSamples} samples from ${thousands(mem.fitFromUsers)} users on); ` +
+      `between the settled ends ${f(mem.settledBytesPerUser, 0)} B RSS, ${f(mem.gcBytesPerUser, 0)} B RSS after a full GC, ${f(mem.heapBytesPerUser, 0)} B JS heap.`,
+  );
   return lines.join('\n');
 }
 
