@@ -60,7 +60,7 @@ const SETTINGS = {
   stampedeCalls: intEnv('BENCH_STAMPEDE_CALLS', 1000),
   memoryUsers: intEnv('BENCH_MEMORY_USERS', 100_000),
   memorySeconds: numEnv('BENCH_MEMORY_SECONDS', 60),
-  /** Extra node flags of the memory curve's broker, space-separated (e.g. --heap-growing-percent=0 for V8's default heap growth). */
+  /** Extra node flags of the memory curve's broker, space-separated (e.g. --heap-growing-percent=50: the old generation grows to 1.5x what is live, not up to 4x). */
   memoryNodeArgs: process.env.BENCH_MEMORY_NODE_ARGS ?? '',
   /** The memory curve's broker holds at most this many users (TOKENBROKER_MAX_CACHED_USERS); a few hundred makes a control run: the same sign-ins, no cache growth. */
   memoryMaxCachedUsers: intEnv('BENCH_MEMORY_MAX_CACHED_USERS', 100_000),
