@@ -4,7 +4,7 @@
  * own pid, also when the bench fails or is interrupted.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { isServing } from './raw-grpc';
 
@@ -60,6 +60,35 @@ function occurrences(haystack: Buffer, needle: Buffer): number {
   let count = 0;
   for (let at = haystack.indexOf(needle); at !== -1; at = haystack.indexOf(needle, at + needle.length)) count += 1;
   return count;
+}
+
+/** The fields of a /proc stat line after the command (the state first); the command may hold spaces and parentheses. */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** utime + stime (fields 14 and 15 of stat, 12 and 13 after the command) in ms; USER_HZ is 100 on Linux. */
+function cpuMsOf(fields: readonly string[]): number {
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/**
+ * CPU time (user + system) so far of the live processes of group `pgid`, in
+ * ms: the Firestore emulator's JVM and its launcher, for one.
+ */
+export function processGroupCpuMs(pgid: number): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let fields: string[];
+    try {
+      fields = statFields(readFileSync(`/proc/${entry}/stat`, 'utf8'));
+    } catch {
+      continue; // exited since the listing
+    }
+    if (Number(fields[2]) === pgid) total += cpuMsOf(fields);
+  }
+  return total;
 }
 
 export class ManagedChild {
@@ -183,17 +212,12 @@ export class ManagedChild {
 
   /** CPU time (user + system) the process used so far, in ms. */
   cpuMs(): number {
-    const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command.
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    return cpuMsOf(statFields(readFileSync(`/proc/${this.pid}/stat`, 'utf8')));
   }
 
   /** CPU time of the main thread only (the JavaScript event loop), in ms. */
   mainThreadCpuMs(): number {
-    const stat = readFileSync(`/proc/${this.pid}/task/${this.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+    return cpuMsOf(statFields(readFileSync(`/proc/${this.pid}/task/${this.pid}/stat`, 'utf8')));
   }
 
   /** SIGTERM (or `signal`), then SIGKILL after `graceMs`; resolves once exited. */

@@ -53,6 +53,13 @@ export interface MemoryResult {
   usersReached: number;
   seedErrors: number;
   seedRatePerS: number;
+  /**
+   * CPU per sign-in between the ends, in ms: the broker's (all its threads),
+   * the Firestore emulator's and the whole machine's (every core: the local
+   * Google and the bench included); steal is the hypervisor's meanwhile, in
+   * core-s.
+   */
+  signInCpu: { brokerMs: number; emulatorMs: number; machineMs: number; stealCoreS: number };
   /** The slope is fitted to the samples from this many users on. */
   fitFromUsers: number;
   traceSamples: number;
@@ -187,6 +194,9 @@ export function renderMemory(mem: MemoryResult): string {
   for (const p of mem.ends) {
     lines.push(`| ${thousands(p.users)} | ${f(p.rssKiB / 1024, 1)} | ${f(p.gcRssKiB / 1024, 1)} | ${f(p.heapUsedKiB / 1024, 1)} | ${f(p.heapTotalKiB / 1024, 1)} | ${f(p.externalKiB / 1024, 1)} |`);
   }
+  lines.push('');
+  const cpu = mem.signInCpu;
+  lines.push(`CPU per sign-in: ${f(cpu.machineMs, 2)} ms of the machine (all cores), of it ${f(cpu.brokerMs, 2)} ms in the broker and ${f(cpu.emulatorMs, 2)} ms in the Firestore emulator; steal ${f(cpu.stealCoreS, 1)} core-s.`);
   lines.push('');
   lines.push(
     `Growth per ${control ? 'user signed in' : 'cached user'}: ${f(mem.bytesPerUser, 0)} B RSS (least squares over the ${mem.traceSamples} samples from ${thousands(mem.fitFromUsers)} users on); ` +
