@@ -59,7 +59,7 @@ const SETTINGS = {
   exchangeWarmup: intEnv('BENCH_EXCHANGE_WARMUP', 1000),
   stampedeCalls: intEnv('BENCH_STAMPEDE_CALLS', 1000),
   memoryUsers: intEnv('BENCH_MEMORY_USERS', 100_000),
-  /** The memory-only run has the time 100,000 sign-ins take here (about 3.5 minutes); the full run, what its budget leaves. */
+  /** The memory-only run has the time 100,000 sign-ins take here (3.5-4.5 minutes); the full run, what its budget leaves. */
   memorySeconds: numEnv('BENCH_MEMORY_SECONDS', process.env.BENCH_ONLY === 'memory' ? 600 : 60),
   /** Extra node flags of the memory curve's broker, space-separated (e.g. --heap-growing-percent=50: the old generation grows to 1.5x what is live, not up to 4x). */
   memoryNodeArgs: process.env.BENCH_MEMORY_NODE_ARGS ?? '',
