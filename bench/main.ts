@@ -936,6 +936,7 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
   clearInterval(progress);
   const seedingS = (performance.now() - seedingFrom) / 1000;
   const cpuTo = { machine: machineCpu(), broker: memBroker.child.cpuMs(), emulator: processGroupCpuMs(bench.stack.emulator.pgid) };
+  // Sign-ins between the ends (at least 1, so a curve that got none divides into no infinities).
   const signedIn = Math.max(1, seeded - first.users);
   const signInCpu = {
     brokerMs: (cpuTo.broker - cpuFrom.broker) / signedIn,
@@ -952,7 +953,6 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
   const fitted = trace.filter((p) => p.users >= fitFromUsers);
   const checkpoints = [1000, 2500, 5000, 10_000, 20_000, 30_000, 50_000, 75_000, 100_000, seeded].filter((n) => n > first.users && n <= seeded);
   const curve = [...new Set(checkpoints)].flatMap((n) => trace.find((p) => p.users >= n) ?? []);
-  const added = last.users - first.users;
   const result = {
     curve,
     ends: [first, last],
@@ -961,14 +961,14 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
     maxCachedUsers: SETTINGS.memoryMaxCachedUsers,
     seedErrors,
     usersReached: seeded,
-    seedRatePerS: (seeded - first.users) / seedingS,
+    seedRatePerS: signedIn / seedingS,
     signInCpu,
     fitFromUsers,
     traceSamples: fitted.length,
     bytesPerUser: linearFit(fitted.map((p) => ({ x: p.users, y: p.rssKiB * 1024 }))).slope,
-    settledBytesPerUser: ((last.rssKiB - first.rssKiB) * 1024) / added,
-    gcBytesPerUser: ((last.gcRssKiB - first.gcRssKiB) * 1024) / added,
-    heapBytesPerUser: ((last.heapUsedKiB - first.heapUsedKiB) * 1024) / added,
+    settledBytesPerUser: ((last.rssKiB - first.rssKiB) * 1024) / signedIn,
+    gcBytesPerUser: ((last.gcRssKiB - first.gcRssKiB) * 1024) / signedIn,
+    heapBytesPerUser: ((last.heapUsedKiB - first.heapUsedKiB) * 1024) / signedIn,
   };
   say(
     `  per cached user: ${result.bytesPerUser.toFixed(0)} B RSS (least squares over ${result.traceSamples} samples from ${fitFromUsers} users on); ` +
@@ -981,13 +981,18 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
 
 const MEMORY_TARGET_TEXT = 'resident memory growth per cached user <= 1 KB at 100,000 users';
 
+/** Target 7's verdict on a curve: undefined when it stopped short of 100,000 users. */
+function memoryVerdict(memory: Pick<BenchResults['memory'], 'usersReached' | 'bytesPerUser' | 'seedErrors'>): boolean | undefined {
+  if (memory.usersReached < 100_000) return undefined;
+  return memory.bytesPerUser <= TARGETS.bytesPerUser && memory.seedErrors === 0;
+}
+
 /**
  * Target 7 from a curve. `nproc` turns the CPU per sign-in into the time
  * 100,000 sign-ins take a run that stopped short; `memoryOnly`, the reading
  * of the last memory-only run, goes beside such a verdict-less row.
  */
 function memoryTarget(memory: BenchResults['memory'], nproc: number, memoryOnly?: MemoryOnlyReading): TargetRow {
-  const reached = memory.usersReached >= 100_000;
   if (memory.maxCachedUsers < memory.usersReached) {
     return {
       id: '7',
@@ -1001,9 +1006,8 @@ function memoryTarget(memory: BenchResults['memory'], nproc: number, memoryOnly?
   const measured =
     `${memory.bytesPerUser.toFixed(0)} B/user RSS, slope from ${memory.fitFromUsers} to ${memory.usersReached} users (${memory.traceSamples} samples during the sign-ins); ` +
     `settled ends ${memory.settledBytesPerUser.toFixed(0)}, after a full GC ${memory.gcBytesPerUser.toFixed(0)}, JS heap ${memory.heapBytesPerUser.toFixed(0)}`;
-  if (reached) {
-    return { id: '7', text: MEMORY_TARGET_TEXT, measured, pass: memory.bytesPerUser <= TARGETS.bytesPerUser && memory.seedErrors === 0, gated: false };
-  }
+  const pass = memoryVerdict(memory);
+  if (pass !== undefined) return { id: '7', text: MEMORY_TARGET_TEXT, measured, pass, gated: false };
   const cpu = memory.signInCpu;
   const fullCurveS = (100_000 * cpu.machineMs) / 1000 / nproc;
   return {
@@ -1035,8 +1039,8 @@ function readMemoryOnlyRun(): MemoryOnlyReading | undefined {
   const { machine, memory } = saved;
   if (typeof machine?.date !== 'string' || typeof memory?.usersReached !== 'number' || typeof memory.bytesPerUser !== 'number' || typeof memory.fitFromUsers !== 'number') return undefined;
   const run = `the latest memory-only run (memory.md, ${machine.date.slice(0, 16).replace('T', ' ')} UTC)`;
-  if (memory.usersReached < 100_000) return { text: `${run} reached ${memory.usersReached} users`, pass: undefined };
-  const pass = memory.bytesPerUser <= TARGETS.bytesPerUser && memory.seedErrors === 0;
+  const pass = memoryVerdict({ usersReached: memory.usersReached, bytesPerUser: memory.bytesPerUser, seedErrors: memory.seedErrors ?? NaN });
+  if (pass === undefined) return { text: `${run} reached ${memory.usersReached} users`, pass };
   return { text: `${run}: ${memory.bytesPerUser.toFixed(0)} B/user RSS, slope from ${memory.fitFromUsers} to ${memory.usersReached} users, ${pass ? 'PASS' : 'MISS'}`, pass };
 }
 
