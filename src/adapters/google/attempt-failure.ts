@@ -1,4 +1,4 @@
-import { GaxiosError } from 'gaxios';
+import { HttpAnswerError, HttpTransportError } from './form-post';
 import { parseRetryAfter } from './retry-after';
 import type { FailureVerdict } from './retry-policy';
 
@@ -11,8 +11,8 @@ import type { FailureVerdict } from './retry-policy';
 const NEVER_SENT_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /**
- * Judges one failed request to a Google OAuth endpoint (the error gaxios
- * threw, or what reading a 200 body threw) for the retry loop and the
+ * Judges one failed request to a Google OAuth endpoint (the error
+ * {@link FormPoster} threw, or what reading a 200 body threw) for the retry loop and the
  * circuit breaker:
  *
  * - HTTP 5xx and 429: unhealthy, retryable; a 429 or 503 may carry Retry-After.
@@ -27,28 +27,14 @@ const NEVER_SENT_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ENOTFOUN
  *   Google twice (a one-time code)
  */
 export function judgeAttemptFailure(err: unknown, options: { resendAfterNoAnswer: boolean }): FailureVerdict {
-  if (!(err instanceof GaxiosError)) return { unhealthy: true, retryable: false };
-  const response = err.response;
-  if (response) {
-    const status = response.status;
+  if (err instanceof HttpAnswerError) {
+    const status = err.status;
     if (status !== 429 && status < 500) return { unhealthy: false, retryable: false };
-    const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(response.headers.get('retry-after')) : undefined;
+    const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(err.retryAfter) : undefined;
     return { unhealthy: true, retryable: true, retryAfterMs };
   }
-  const neverSent = typeof err.code === 'string' && NEVER_SENT_CODES.has(err.code);
-  return { unhealthy: true, retryable: neverSent || options.resendAfterNoAnswer };
-}
-
-/**
- * A short name for a transport failure without an answer, safe to log: the
- * system error code (ECONNRESET, ...), TIMEOUT for the per-attempt timeout,
- * or undefined. Nothing else of the error is read: it holds the request.
- */
-export function transportFailureName(err: unknown): string | undefined {
-  if (!(err instanceof Error)) return undefined;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string' || typeof code === 'number') return String(code);
-  const cause = err.cause;
-  if (cause instanceof Error && (cause.name === 'AbortError' || cause.name === 'TimeoutError')) return 'TIMEOUT';
-  return undefined;
+  if (err instanceof HttpTransportError) {
+    return { unhealthy: true, retryable: NEVER_SENT_CODES.has(err.code) || options.resendAfterNoAnswer };
+  }
+  return { unhealthy: true, retryable: false };
 }
