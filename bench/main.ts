@@ -12,7 +12,7 @@ import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { FirestoreDocuments } from '../src/adapters/firestore/firestore-documents';
 import type { TokenBrokerClient } from '../src/client/token-broker-client';
-import { GetAccessTokenRequest, GetAccessTokenResponse } from '../src/gen/tokenbroker/v1/token_broker';
+import { ExchangeCodeRequest, ExchangeCodeResponse, GetAccessTokenRequest, GetAccessTokenResponse } from '../src/gen/tokenbroker/v1/token_broker';
 import { LocalSecretManagerServer } from '../src/local/secret-manager-server';
 import { NO_PRETENURING } from '../src/runtime/v8-settings';
 import { attributeByStack, moduleLoadCosts, summarizeProfile } from './lib/cpu-profile';
@@ -22,7 +22,7 @@ import { foreignCpu, load1, machineCpu } from './lib/machine-load';
 import { findH2load, probe, runLoad, type LoadResult, type LoadShape, type LoadTarget } from './lib/h2load';
 import { ManagedChild, processGroupCpuMs } from './lib/processes';
 import { Cleanup } from './lib/cleanup';
-import { frame, grpcHeaders, rawUnaryOnce, unframe } from './lib/raw-grpc';
+import { frame, grpcHeaders, openSession, rawUnary, rawUnaryOnce, unframe } from './lib/raw-grpc';
 import { renderExchange, renderMarkdown, renderMemory, renderSvg, type BenchResults, type CaseRow, type Diagnosis, type TargetRow } from './lib/report';
 import {
   BenchStack,
@@ -30,6 +30,7 @@ import {
   CONTACTS,
   DRIVE,
   GATEWAY,
+  EXCHANGE_CODE_PATH,
   GET_ACCESS_TOKEN_PATH,
   GMAIL,
   mapLimit,
@@ -59,17 +60,21 @@ const SETTINGS = {
   exchangeWarmup: intEnv('BENCH_EXCHANGE_WARMUP', 1000),
   stampedeCalls: intEnv('BENCH_STAMPEDE_CALLS', 1000),
   memoryUsers: intEnv('BENCH_MEMORY_USERS', 100_000),
-  /** The memory-only run has the time 100,000 sign-ins take here (3.5-4.5 minutes); the full run, what its budget leaves. */
-  memorySeconds: numEnv('BENCH_MEMORY_SECONDS', process.env.BENCH_ONLY === 'memory' ? 600 : 60),
+  /** The memory curve stops after this long; in the full run, sooner when the run's budget is spent. */
+  memorySeconds: numEnv('BENCH_MEMORY_SECONDS', 600),
   /** Extra node flags of the memory curve's broker, space-separated (e.g. --heap-growing-percent=50: the old generation grows to 1.5x what is live, not up to 4x). */
   memoryNodeArgs: process.env.BENCH_MEMORY_NODE_ARGS ?? '',
   /** The memory curve's broker holds at most this many users (TOKENBROKER_MAX_CACHED_USERS); a few hundred makes a control run: the same sign-ins, no cache growth. */
   memoryMaxCachedUsers: intEnv('BENCH_MEMORY_MAX_CACHED_USERS', 100_000),
+  /** Sign-ins in flight at once during the memory curve. */
+  memoryConcurrency: intEnv('BENCH_MEMORY_CONCURRENCY', 128),
   /** 1: each user signed in for the memory curve is also served a scoped token (one refresh, one cache hit), as a user in use is. */
   memoryServed: process.env.BENCH_MEMORY_SERVED === '1' ? 1 : 0,
-  /** The whole run (build excluded) aims to end within this; the memory phase gets what is left. */
-  budgetSeconds: numEnv('BENCH_BUDGET_SECONDS', 230),
+  /** The whole `npm run bench`, its build included, aims to end within this; the memory phase gets what is left. */
+  budgetSeconds: numEnv('BENCH_BUDGET_SECONDS', 285),
   profile: process.env.BENCH_PROFILE ?? 'auto',
+  /** The logging, auth, metrics and V8 variants: '1' always, '0' never, 'auto' when target 1 or 2 is missed. */
+  variants: process.env.BENCH_VARIANTS ?? 'auto',
   /** 'memory': only the memory curve (for long runs to 100,000 users); 'exchange': only target 8. */
   only: process.env.BENCH_ONLY ?? '',
 };
@@ -174,8 +179,20 @@ function upstreamDelta(before: Counters, after: Counters) {
   };
 }
 
+/**
+ * Seconds `npm run bench` spent before this process (the build), from the
+ * BENCH_STARTED_S its script sets; 0 when unset or implausible (run directly).
+ */
+function secondsBeforeThisProcess(): number {
+  const raw = process.env.BENCH_STARTED_S;
+  if (raw === undefined || !/^\d+$/.test(raw)) return 0;
+  const before = Date.now() / 1000 - performance.now() / 1000 - Number(raw);
+  return before >= 0 && before < 600 ? before : 0;
+}
+
 async function main(): Promise<number> {
   const wallStart = performance.now();
+  const buildS = secondsBeforeThisProcess();
   const h2load = findH2load();
   if (!h2load) {
     say('SKIPPED: h2load is not installed, so nothing was measured (this is not a failure).');
@@ -325,54 +342,18 @@ async function main(): Promise<number> {
   const hotPath = { ...upstreamDelta(before, counters(stack)), brokerCalls, auditLines: (await auditLinesReach(broker.child, linesBefore + brokerCalls)) - linesBefore };
   say(`hot path: ${hotPath.brokerCalls} calls, ${hotPath.auditLines} token_issued lines, ${hotPath.firestoreCalls} Firestore RPCs (${hotPath.firestoreReads} reads), ${hotPath.oauthRequests} upstream requests`);
 
-  // --- Logging and authentication cost: stdout to /dev/null, the audit line off, auth off -------
-  say("logging, authentication, metrics and V8 settings: the same broker with stdout to /dev/null, with log level warn, with caller auth off, without metrics, and with V8's default pretenuring...");
-  const devnull = await bench.startBroker('broker-devnull', { stdout: 'devnull' });
-  const quiet = await bench.startBroker('broker-warn', { env: { TOKENBROKER_LOG_LEVEL: 'warn' } });
-  // Same requests (the authorization header is sent and ignored), same audit line.
-  const open = await bench.startBroker('broker-noauth', { env: { TOKENBROKER_CALLER_AUTH: 'insecure-none' } });
-  // An empty setting is an unset one: no metrics port, nothing recorded.
-  const unmetered = await bench.startBroker('broker-nometrics', { env: { TOKENBROKER_METRICS_PORT: '' } });
-  // What the broker's V8 setting is worth: V8's default restored on the command line.
-  const pretenuring = await bench.startBroker('broker-v8default', { nodeArgs: ['--allocation-site-pretenuring'] });
-  const others = [
-    { key: 'devnull', broker: devnull },
-    { key: 'warn', broker: quiet },
-    { key: 'noauth', broker: open },
-    { key: 'nometrics', broker: unmetered },
-    { key: 'v8default', broker: pretenuring },
-  ].map((v) => ({ ...v, target: target(v.broker.name, v.broker) }));
-  const variants = [{ key: 'pipe', target: brokerTarget }, ...others];
-  for (const variant of others) {
-    await signInUsers(variant.broker, SETTINGS.seedUsers);
-    await probe(variant.target); // first call: the token another instance shared in Firestore
-    await bench.load(variant.target, loaded(10_000));
-  }
-  const logRequests = Math.max(10_000, Math.round(requests * 0.6));
-  const logRounds: Array<Record<string, number>> = [];
-  const logRuns: Record<string, LoadResult[]> = { echo: [], pipe: [], devnull: [], warn: [], noauth: [], nometrics: [], v8default: [] };
-  for (let round = 0; round < 3; round += 1) {
-    const e = await bench.load(echoTarget, loaded(logRequests));
-    logRuns.echo?.push(e);
-    const ratios: Record<string, number> = {};
-    for (const variant of variants) {
-      const run = variant.key === 'pipe' ? await brokerRun(loaded(logRequests)) : await bench.load(variant.target, loaded(logRequests));
-      logRuns[variant.key]?.push(run);
-      ratios[variant.key] = run.rps / e.rps;
-    }
-    logRounds.push(ratios);
-  }
-  const logRatio = (key: string) => median(logRounds.map((r) => r[key] ?? NaN));
-  const unloadedVariants: Record<string, LoadResult> = {};
-  for (const variant of others) unloadedVariants[variant.key] = await bench.load(variant.target, single);
-  const authCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.noauth ?? NaN)));
-  const metricsCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.nometrics ?? NaN)));
-  const v8Setting = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.v8default ?? NaN)));
-  say(
-    `  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}, auth off ${logRatio('noauth').toFixed(3)}, metrics off ${logRatio('nometrics').toFixed(3)}, V8 default ${logRatio('v8default').toFixed(3)}; ` +
-      `auth on / auth off ${authCost.toFixed(3)}, metrics on / off ${metricsCost.toFixed(3)}, pretenuring off / on ${v8Setting.toFixed(3)}`,
-  );
-  for (const variant of others) await variant.broker.child.stop();
+  // --- Logging, authentication, metrics and V8 settings: what each costs the hot path ----------
+  // Diagnosis, like the profile: run when target 1 or 2 is missed (or asked for), since it takes about 50 s
+  // of a run that also has to sign in 100,000 users for target 7.
+  const medianRatio = median(pairs.map((p) => p.ratio));
+  const medianP99Ratio = median(pairs.map((p) => p.p99Ratio));
+  const unloadedBrokerP99Ms = Math.max(...unloaded.map((u) => u.broker.p99Us)) / 1000;
+  const hotPathMissed = medianRatio < TARGETS.throughputRatio || medianP99Ratio > TARGETS.p99Ratio || unloadedBrokerP99Ms >= TARGETS.unloadedP99Ms;
+  const variants =
+    SETTINGS.variants === '1' || (SETTINGS.variants === 'auto' && hotPathMissed)
+      ? await variantRounds(bench, { echoTarget, brokerTarget, target, requests, single, unloaded, signInUsers, brokerRun })
+      : undefined;
+  if (!variants) say(`logging, authentication, metrics and V8 variants: not run (${SETTINGS.variants === '0' ? 'BENCH_VARIANTS=0' : 'targets 1 and 2 met; BENCH_VARIANTS=1 runs them'})`);
 
   // --- 4: the naive baseline --------------------------------------------------------------------
   say('naive baseline (new OAuth2Client + Firestore read + decrypt per call)...');
@@ -453,38 +434,31 @@ async function main(): Promise<number> {
   say(`cold starts (spawn to health SERVING): ${bench.coldStarts.map((c) => `${c.name} ${c.ms.toFixed(0)} ms`).join(', ')}`);
 
   // --- 7: resident memory per cached user ------------------------------------------------------
-  const elapsedS = (performance.now() - wallStart) / 1000;
-  const reserveS = SETTINGS.profile === '0' ? 5 : 30; // diagnosis and report
+  const elapsedS = buildS + (performance.now() - wallStart) / 1000;
+  const coldOk = bench.coldStarts.every((c) => c.ms < TARGETS.coldStartMs);
+  const diagnosing = SETTINGS.profile === '1' || (SETTINGS.profile === 'auto' && (hotPathMissed || !coldOk));
+  // What follows the curve: its settled end, then the diagnosis (about 25 s) when it runs, and the report.
+  const reserveS = diagnosing ? 30 : 8;
   const memorySeconds = Math.max(20, Math.min(SETTINGS.memorySeconds, SETTINGS.budgetSeconds - elapsedS - reserveS));
   const memory = await memoryCurve(bench, gatewayToken, memorySeconds);
 
   // --- Verdicts, diagnosis, report ---------------------------------------------------------------
-  const medianRatio = median(pairs.map((p) => p.ratio));
-  const medianP99Ratio = median(pairs.map((p) => p.p99Ratio));
-  const unloadedBrokerP99Ms = Math.max(...unloaded.map((u) => u.broker.p99Us)) / 1000;
   const naiveRatio = brokerMedianRps / naiveRun.rps;
   const coldFile = bench.coldStarts.filter((c) => c.secrets === 'file:');
   const coldSm = bench.coldStarts.filter((c) => c.secrets !== 'file:');
-  const coldOk = bench.coldStarts.every((c) => c.ms < TARGETS.coldStartMs);
-  const hotPathMissed = medianRatio < TARGETS.throughputRatio || medianP99Ratio > TARGETS.p99Ratio || unloadedBrokerP99Ms >= TARGETS.unloadedP99Ms;
   let diagnosis: Diagnosis | undefined;
-  if (SETTINGS.profile === '1' || (SETTINGS.profile === 'auto' && (hotPathMissed || !coldOk))) {
+  if (diagnosing) {
     diagnosis = await diagnose(bench, { body, authorization, frameBytes, response, requests, signInUsers, hotPath: SETTINGS.profile === '1' || hotPathMissed, startup: SETTINGS.profile === '1' || !coldOk });
   }
 
   const cases: CaseRow[] = [
     caseRow('echo', 'bare grpc-js echo (same proto, reply, headers)', pairs.map((p) => p.echo), undefined),
     caseRow('broker', 'TokenBroker GetAccessToken, cache hit, caller auth on, stdout pipe', pairs.map((p) => p.broker), medianRatio),
-    caseRow('broker-devnull', 'TokenBroker, stdout to /dev/null', logRuns.devnull ?? [], logRatio('devnull')),
-    caseRow('broker-warn', 'TokenBroker, log level warn (no audit line)', logRuns.warn ?? [], logRatio('warn')),
-    caseRow('broker-noauth', 'TokenBroker, caller auth off (insecure-none), same requests', logRuns.noauth ?? [], logRatio('noauth')),
-    caseRow('broker-nometrics', 'TokenBroker, metrics off (TOKENBROKER_METRICS_PORT unset)', logRuns.nometrics ?? [], logRatio('nometrics')),
-    caseRow('broker-v8default', "TokenBroker, V8's default pretenuring (--allocation-site-pretenuring)", logRuns.v8default ?? [], logRatio('v8default')),
+    ...(variants?.loadedCases ?? []),
     caseRow('naive', 'naive: OAuth2Client + Firestore read + decrypt per call', [naiveRun], naiveRun.rps / median(pairs.map((p) => p.echo.rps))),
     caseRow('echo-unloaded', 'echo, unloaded (-c 1 -m 1)', unloaded.map((u) => u.echo), undefined),
     caseRow('broker-unloaded', 'TokenBroker, unloaded (-c 1 -m 1)', unloaded.map((u) => u.broker), median(unloaded.map((u) => u.broker.rps / u.echo.rps))),
-    caseRow('broker-devnull-unloaded', 'TokenBroker, stdout /dev/null, unloaded', unloadedVariants.devnull ? [unloadedVariants.devnull] : [], (unloadedVariants.devnull?.rps ?? NaN) / median(unloaded.map((u) => u.echo.rps))),
-    caseRow('broker-warn-unloaded', 'TokenBroker, level warn, unloaded', unloadedVariants.warn ? [unloadedVariants.warn] : [], (unloadedVariants.warn?.rps ?? NaN) / median(unloaded.map((u) => u.echo.rps))),
+    ...(variants?.unloadedCases ?? []),
   ];
   const targets: TargetRow[] = [
     {
@@ -549,7 +523,7 @@ async function main(): Promise<number> {
     targets,
     pairs: pairs.map((p) => ({ echoRps: p.echo.rps, brokerRps: p.broker.rps, ratio: p.ratio, echoP99Ms: p.echo.p99Us / 1000, brokerP99Ms: p.broker.p99Us / 1000, p99Ratio: p.p99Ratio })),
     hotPath,
-    logging: { rounds: logRounds, medianVsEcho: { pipe: logRatio('pipe'), devnull: logRatio('devnull'), warn: logRatio('warn'), noauth: logRatio('noauth'), nometrics: logRatio('nometrics'), v8default: logRatio('v8default') }, authOnVsOff: authCost, metricsOnVsOff: metricsCost, pretenuringOffVsOn: v8Setting },
+    logging: variants?.logging,
     machineLoad: { load1AtStart: loadAtStart, load1AtEnd: load1(), duringPairs: machineDuringPairs },
     naive: { rps: naiveRun.rps, p50Ms: naiveRun.p50Us / 1000, p99Ms: naiveRun.p99Us / 1000, requests: naiveRequests },
     exchange,
@@ -559,6 +533,7 @@ async function main(): Promise<number> {
     diagnosis,
     invalidRuns: bench.invalidRuns,
     durationSeconds: round((performance.now() - wallStart) / 1000, 1),
+    buildSeconds: round(buildS, 1),
   };
   const markdown = renderMarkdown(results);
   writeFileSync(path.join(OUT_DIR, 'latest.md'), markdown);
@@ -579,6 +554,98 @@ async function main(): Promise<number> {
   }
   say('PASS: gated targets 1, 2 and 3 met.');
   return 0;
+}
+
+/** What {@link variantRounds} needs of the main run. */
+interface VariantInputs {
+  echoTarget: LoadTarget;
+  brokerTarget: LoadTarget;
+  target: (name: string, server: { port: number; child: ManagedChild }) => LoadTarget;
+  /** Requests per loaded run of the paired comparison. */
+  requests: number;
+  single: LoadShape;
+  unloaded: Array<{ echo: LoadResult; broker: LoadResult }>;
+  signInUsers: (b: BrokerProcess, count: number) => Promise<string[]>;
+  /** A loaded run of the broker under test, counted towards target 3's calls. */
+  brokerRun: (shape: LoadShape) => Promise<LoadResult>;
+}
+
+/**
+ * What logging, caller authentication, metrics and the V8 setting each cost
+ * the hot path: the same broker with stdout to /dev/null, with log level
+ * warn, with caller auth off, without metrics, and with V8's default
+ * pretenuring, each against the echo in 3 rounds (about 50 s).
+ */
+async function variantRounds(bench: Bench, input: VariantInputs): Promise<{ logging: NonNullable<BenchResults['logging']>; loadedCases: CaseRow[]; unloadedCases: CaseRow[] }> {
+  const { echoTarget, brokerTarget, target, requests, single, unloaded, signInUsers, brokerRun } = input;
+  say("logging, authentication, metrics and V8 settings: the same broker with stdout to /dev/null, with log level warn, with caller auth off, without metrics, and with V8's default pretenuring...");
+  const devnull = await bench.startBroker('broker-devnull', { stdout: 'devnull' });
+  const quiet = await bench.startBroker('broker-warn', { env: { TOKENBROKER_LOG_LEVEL: 'warn' } });
+  // Same requests (the authorization header is sent and ignored), same audit line.
+  const open = await bench.startBroker('broker-noauth', { env: { TOKENBROKER_CALLER_AUTH: 'insecure-none' } });
+  // An empty setting is an unset one: no metrics port, nothing recorded.
+  const unmetered = await bench.startBroker('broker-nometrics', { env: { TOKENBROKER_METRICS_PORT: '' } });
+  // What the broker's V8 setting is worth: V8's default restored on the command line.
+  const pretenuring = await bench.startBroker('broker-v8default', { nodeArgs: ['--allocation-site-pretenuring'] });
+  const others = [
+    { key: 'devnull', broker: devnull },
+    { key: 'warn', broker: quiet },
+    { key: 'noauth', broker: open },
+    { key: 'nometrics', broker: unmetered },
+    { key: 'v8default', broker: pretenuring },
+  ].map((v) => ({ ...v, target: target(v.broker.name, v.broker) }));
+  const variants = [{ key: 'pipe', target: brokerTarget }, ...others];
+  for (const variant of others) {
+    await signInUsers(variant.broker, SETTINGS.seedUsers);
+    await probe(variant.target); // first call: the token another instance shared in Firestore
+    await bench.load(variant.target, loaded(10_000));
+  }
+  const logRequests = Math.max(10_000, Math.round(requests * 0.6));
+  const logRounds: Array<Record<string, number>> = [];
+  const logRuns: Record<string, LoadResult[]> = { echo: [], pipe: [], devnull: [], warn: [], noauth: [], nometrics: [], v8default: [] };
+  for (let round = 0; round < 3; round += 1) {
+    const e = await bench.load(echoTarget, loaded(logRequests));
+    logRuns.echo?.push(e);
+    const ratios: Record<string, number> = {};
+    for (const variant of variants) {
+      const run = variant.key === 'pipe' ? await brokerRun(loaded(logRequests)) : await bench.load(variant.target, loaded(logRequests));
+      logRuns[variant.key]?.push(run);
+      ratios[variant.key] = run.rps / e.rps;
+    }
+    logRounds.push(ratios);
+  }
+  const logRatio = (key: string) => median(logRounds.map((r) => r[key] ?? NaN));
+  const unloadedVariants: Record<string, LoadResult> = {};
+  for (const variant of others) unloadedVariants[variant.key] = await bench.load(variant.target, single);
+  const authCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.noauth ?? NaN)));
+  const metricsCost = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.nometrics ?? NaN)));
+  const v8Setting = median(logRounds.map((r) => (r.pipe ?? NaN) / (r.v8default ?? NaN)));
+  say(
+    `  vs echo (median of 3 rounds): pipe ${logRatio('pipe').toFixed(3)}, /dev/null ${logRatio('devnull').toFixed(3)}, warn ${logRatio('warn').toFixed(3)}, auth off ${logRatio('noauth').toFixed(3)}, metrics off ${logRatio('nometrics').toFixed(3)}, V8 default ${logRatio('v8default').toFixed(3)}; ` +
+      `auth on / auth off ${authCost.toFixed(3)}, metrics on / off ${metricsCost.toFixed(3)}, pretenuring off / on ${v8Setting.toFixed(3)}`,
+  );
+  for (const variant of others) await variant.broker.child.stop();
+  const unloadedEcho = median(unloaded.map((u) => u.echo.rps));
+  return {
+    logging: {
+      rounds: logRounds,
+      medianVsEcho: { pipe: logRatio('pipe'), devnull: logRatio('devnull'), warn: logRatio('warn'), noauth: logRatio('noauth'), nometrics: logRatio('nometrics'), v8default: logRatio('v8default') },
+      authOnVsOff: authCost,
+      metricsOnVsOff: metricsCost,
+      pretenuringOffVsOn: v8Setting,
+    },
+    loadedCases: [
+      caseRow('broker-devnull', 'TokenBroker, stdout to /dev/null', logRuns.devnull ?? [], logRatio('devnull')),
+      caseRow('broker-warn', 'TokenBroker, log level warn (no audit line)', logRuns.warn ?? [], logRatio('warn')),
+      caseRow('broker-noauth', 'TokenBroker, caller auth off (insecure-none), same requests', logRuns.noauth ?? [], logRatio('noauth')),
+      caseRow('broker-nometrics', 'TokenBroker, metrics off (TOKENBROKER_METRICS_PORT unset)', logRuns.nometrics ?? [], logRatio('nometrics')),
+      caseRow('broker-v8default', "TokenBroker, V8's default pretenuring (--allocation-site-pretenuring)", logRuns.v8default ?? [], logRatio('v8default')),
+    ],
+    unloadedCases: [
+      caseRow('broker-devnull-unloaded', 'TokenBroker, stdout /dev/null, unloaded', unloadedVariants.devnull ? [unloadedVariants.devnull] : [], (unloadedVariants.devnull?.rps ?? NaN) / unloadedEcho),
+      caseRow('broker-warn-unloaded', 'TokenBroker, level warn, unloaded', unloadedVariants.warn ? [unloadedVariants.warn] : [], (unloadedVariants.warn?.rps ?? NaN) / unloadedEcho),
+    ],
+  };
 }
 
 function caseRow(key: string, label: string, runs: LoadResult[], vsEcho: number | undefined): CaseRow {
@@ -855,7 +922,7 @@ async function auditLinesReach(child: ManagedChild, expected: number): Promise<n
 
 /**
  * A fresh broker (production settings, talking to the emulator and the OAuth
- * server directly) gets users signed in through ExchangeCode, 48 at a time,
+ * server directly) gets users signed in through ExchangeCode, BENCH_MEMORY_CONCURRENCY at a time,
  * until BENCH_MEMORY_USERS or BENCH_MEMORY_SECONDS, without a pause: its RSS
  * is read from /proc every 250 ms meanwhile, and the growth per user is the
  * least-squares slope of those samples over the upper part of the curve. A
@@ -880,14 +947,29 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
       '',
     ].join('\n'),
   );
+  // The curve's ID tokens are signed with a 1024-bit key: the local Google's 2048-bit RSA signature
+  // costs the bench 0.3-0.5 ms per sign-in, a tenth of the machine's CPU per sign-in here, and
+  // this phase is short of CPU. The broker's check of the smaller key is about 15 µs cheaper. The
+  // 2048-bit key stays published (the callers' tokens carry it); later sign-ins get the 1024-bit one.
+  bench.stack.google.rotateSigningKeys(1024);
   const memBroker = await bench.stack.startBroker('broker-memory', {
     direct: true,
     env: { TOKENBROKER_MAX_CACHED_USERS: String(SETTINGS.memoryMaxCachedUsers) },
     nodeArgs: [...SETTINGS.memoryNodeArgs.split(' ').filter((a) => a !== ''), '--expose-gc', '--require', preload],
   });
   cleanup.push(() => memBroker.child.stop());
-  const gateway = bench.stack.clientAs(memBroker, gatewayToken);
-  cleanup.push(() => gateway.close());
+  // The sign-ins go over plain node:http2 (one connection, as a grpc-js channel would use): the bench's
+  // own CPU per call is a fraction of grpc-js's, and this phase is short of CPU, not of anything else.
+  const session = await openSession(memBroker.port, 5000);
+  cleanup.push(async () => session.close());
+  const gatewayHeaders = grpcHeaders(`Bearer ${gatewayToken}`);
+  const signIn = async (): Promise<string> => {
+    const request = ExchangeCodeRequest.encode({ authCode: bench.stack.mintCode(bench.stack.newUser()), redirectUri: '' }).finish();
+    const reply = await rawUnary(session, EXCHANGE_CODE_PATH, frame(request), gatewayHeaders, 30_000);
+    const message = unframe(reply.data);
+    if (reply.grpcStatus !== 0 || !message) throw new Error(`ExchangeCode answered grpc-status ${reply.grpcStatus}`);
+    return ExchangeCodeResponse.decode(message).userId;
+  };
   const photos = SETTINGS.memoryServed ? bench.stack.clientAs(memBroker, bench.stack.callerToken(PHOTOS)) : undefined;
   if (photos) cleanup.push(() => photos.close());
   const started = performance.now();
@@ -895,10 +977,10 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
   let seeded = 0;
   let seedErrors = 0;
   const seed = (users: number) =>
-    mapLimit(Array.from({ length: users }, (_, i) => i), 48, async () => {
+    mapLimit(Array.from({ length: users }, (_, i) => i), SETTINGS.memoryConcurrency, async () => {
       if (performance.now() > budgetEnd) return;
       try {
-        const { userId } = await gateway.exchangeCode({ authCode: bench.stack.mintCode(bench.stack.newUser()) }, { timeoutMs: 30_000 });
+        const userId = await signIn();
         if (photos) {
           // The first call refreshes a token for the scope, the second is a cache hit (which keeps its encoded response).
           await photos.getAccessToken({ userId, scopes: [DRIVE] }, { timeoutMs: 30_000 });
@@ -945,7 +1027,7 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
     stealCoreS: (cpuTo.machine.stealMs - cpuFrom.machine.stealMs) / 1000,
   };
   const last = await settled();
-  gateway.close();
+  session.close();
   photos?.close();
   await memBroker.child.stop();
   // The upper part of the curve: early growth is the heap and code warming up, not users.
@@ -959,6 +1041,7 @@ async function memoryCurve(bench: Bench, gatewayToken: string, seconds: number):
     trace,
     served: SETTINGS.memoryServed === 1,
     maxCachedUsers: SETTINGS.memoryMaxCachedUsers,
+    concurrency: SETTINGS.memoryConcurrency,
     seedErrors,
     usersReached: seeded,
     seedRatePerS: signedIn / seedingS,

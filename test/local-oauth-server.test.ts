@@ -602,6 +602,21 @@ describe('LocalOAuthServer', () => {
       await client.verifyIdToken({ idToken: after, audience: SERVER_CLIENT_ID });
     });
 
+    it('rotates to a key of the size asked for, whose tokens verify, and refuses sizes outside 1024-8192 bits', async () => {
+      const server = await start({ certsMaxAgeSeconds: 0 });
+      server.rotateSigningKeys(1024);
+      const idToken = await idTokenWith(server, undefined);
+      await clientFor(server).verifyIdToken({ idToken, audience: SERVER_CLIENT_ID });
+      const pem = (await (await fetch(server.endpoints.pemCertsUrl)).json()) as Record<string, string>;
+      const current = pem[decodeJwtPart(idToken, 0)['kid'] as string] as string;
+      expect(createPublicKey(current).asymmetricKeyDetails?.modulusLength).to.equal(1024);
+      server.rotateSigningKeys();
+      const nextToken = await idTokenWith(server, undefined);
+      const listed = (await (await fetch(server.endpoints.pemCertsUrl)).json()) as Record<string, string>;
+      expect(createPublicKey(listed[decodeJwtPart(nextToken, 0)['kid'] as string] as string).asymmetricKeyDetails?.modulusLength, 'the default').to.equal(2048);
+      for (const bits of [512, 1023.5, 16384]) expect(() => server.rotateSigningKeys(bits)).to.throw(/1024 to 8192 bits/);
+    });
+
     it('is cached by the library for max-age, so a client misses a key minted after its fetch', async () => {
       const server = await start({ certsMaxAgeSeconds: 300 });
       const client = clientFor(server);

@@ -60,6 +60,8 @@ export interface MemoryResult {
    * core-s.
    */
   signInCpu: { brokerMs: number; emulatorMs: number; machineMs: number; stealCoreS: number };
+  /** Sign-ins in flight at once (48 in runs before this field). */
+  concurrency?: number;
   /** The slope is fitted to the samples from this many users on. */
   fitFromUsers: number;
   traceSamples: number;
@@ -78,8 +80,8 @@ export interface BenchResults {
   targets: TargetRow[];
   pairs: Array<{ echoRps: number; brokerRps: number; ratio: number; echoP99Ms: number; brokerP99Ms: number; p99Ratio: number }>;
   hotPath: { brokerCalls: number; auditLines: number; oauthRequests: number; oauthProxied: number; firestoreReads: number; firestoreCalls: number; firestoreByMethod: FirestoreCounts };
-  /** authOnVsOff, metricsOnVsOff: median over the rounds of (on req/s) / (off req/s). */
-  logging: { rounds: Array<Record<string, number>>; medianVsEcho: Record<string, number>; authOnVsOff: number; metricsOnVsOff: number; pretenuringOffVsOn: number };
+  /** authOnVsOff, metricsOnVsOff: median over the rounds of (on req/s) / (off req/s). Absent when the variants did not run (BENCH_VARIANTS). */
+  logging?: { rounds: Array<Record<string, number>>; medianVsEcho: Record<string, number>; authOnVsOff: number; metricsOnVsOff: number; pretenuringOffVsOn: number };
   naive: { rps: number; p50Ms: number; p99Ms: number; requests: number };
   exchange: Record<string, number>;
   stampedes: Array<{ scopes: string[]; calls: number; ok: number; errors: Record<string, number>; distinctTokens: number; refreshes: number; firestoreCalls: number; ms: number }>;
@@ -93,6 +95,8 @@ export interface BenchResults {
   diagnosis: Diagnosis | undefined;
   invalidRuns: string[];
   durationSeconds: number;
+  /** What `npm run bench` spent before the bench process (the build); 0 when run directly. */
+  buildSeconds?: number;
 }
 
 const f = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
@@ -103,7 +107,7 @@ export function renderMarkdown(r: BenchResults): string {
   const lines: string[] = [];
   lines.push(`### TokenBroker benchmark, ${m.date.slice(0, 16).replace('T', ' ')} UTC`);
   lines.push('');
-  lines.push(`Machine: \`nproc\` ${m.nproc}, ${m.cpuModel}, Node ${m.node}, ${m.h2load}. Whole run ${f(r.durationSeconds, 0)} s.`);
+  lines.push(`Machine: \`nproc\` ${m.nproc}, ${m.cpuModel}, Node ${m.node}, ${m.h2load}. Whole run ${f(r.durationSeconds, 0)} s${r.buildSeconds ? `, after ${f(r.buildSeconds, 0)} s of build` : ''}.`);
   const ml = r.machineLoad;
   lines.push(
     `Machine load: 1-min load average ${f(ml.load1AtStart)} at the start, ${f(ml.load1AtEnd)} at the end; during the paired runs ${f(ml.duringPairs.busyCoreS, 1)} core-s busy of ${f(ml.duringPairs.wallS * Number(m.nproc), 1)}, ` +
@@ -135,16 +139,21 @@ export function renderMarkdown(r: BenchResults): string {
   lines.push('');
   lines.push(renderMemory(r.memory));
   lines.push('');
-  lines.push(`Logging (median ratio to echo over ${r.logging.rounds.length} rounds): stdout pipe ${f(r.logging.medianVsEcho.pipe ?? NaN, 3)}, stdout /dev/null ${f(r.logging.medianVsEcho.devnull ?? NaN, 3)}, level warn (no audit line) ${f(r.logging.medianVsEcho.warn ?? NaN, 3)}.`);
-  lines.push('');
-  lines.push(`Caller authentication on the cache-hit path (same rounds): auth off (insecure-none) ${f(r.logging.medianVsEcho.noauth ?? NaN, 3)} of echo; auth on / auth off ${f(r.logging.authOnVsOff, 3)} (median of per-round ratios).`);
-  lines.push('');
-  lines.push(`Metrics (same rounds; every broker the bench starts serves them, as production does): metrics off ${f(r.logging.medianVsEcho.nometrics ?? NaN, 3)} of echo; metrics on / metrics off ${f(r.logging.metricsOnVsOff, 3)} (median of per-round ratios).`);
-  lines.push('');
-  lines.push(
-    `V8 setting (same rounds; every broker first signs in the same number of users): V8's default allocation-site pretenuring ${f(r.logging.medianVsEcho.v8default ?? NaN, 3)} of echo; ` +
-      `the broker's setting (pretenuring off) / V8's default ${f(r.logging.pretenuringOffVsOn, 3)} (median of per-round ratios).`,
-  );
+  const lg = r.logging;
+  if (!lg) {
+    lines.push('Logging, caller authentication, metrics and V8 setting variants: not run (they run when target 1 or 2 is missed, or with BENCH_VARIANTS=1).');
+  } else {
+    lines.push(`Logging (median ratio to echo over ${lg.rounds.length} rounds): stdout pipe ${f(lg.medianVsEcho.pipe ?? NaN, 3)}, stdout /dev/null ${f(lg.medianVsEcho.devnull ?? NaN, 3)}, level warn (no audit line) ${f(lg.medianVsEcho.warn ?? NaN, 3)}.`);
+    lines.push('');
+    lines.push(`Caller authentication on the cache-hit path (same rounds): auth off (insecure-none) ${f(lg.medianVsEcho.noauth ?? NaN, 3)} of echo; auth on / auth off ${f(lg.authOnVsOff, 3)} (median of per-round ratios).`);
+    lines.push('');
+    lines.push(`Metrics (same rounds; every broker the bench starts serves them, as production does): metrics off ${f(lg.medianVsEcho.nometrics ?? NaN, 3)} of echo; metrics on / metrics off ${f(lg.metricsOnVsOff, 3)} (median of per-round ratios).`);
+    lines.push('');
+    lines.push(
+      `V8 setting (same rounds; every broker first signs in the same number of users): V8's default allocation-site pretenuring ${f(lg.medianVsEcho.v8default ?? NaN, 3)} of echo; ` +
+        `the broker's setting (pretenuring off) / V8's default ${f(lg.pretenuringOffVsOn, 3)} (median of per-round ratios).`,
+    );
+  }
   const d = r.diagnosis;
   if (d?.allocation) {
     lines.push('');
@@ -183,7 +192,7 @@ export function renderMemory(mem: MemoryResult): string {
   const control = mem.maxCachedUsers < mem.usersReached;
   const held = control ? `; a control run: the cache holds at most ${thousands(mem.maxCachedUsers)} users` : '';
   const users = control ? 'users signed in' : 'cached users';
-  lines.push(`Memory (a fresh broker; users signed in through ExchangeCode${served}, 48 at a time without a pause, ${f(mem.seedRatePerS, 0)}/s, ${mem.seedErrors} errors${held}; RSS read from /proc every 250 ms):`);
+  lines.push(`Memory (a fresh broker; users signed in through ExchangeCode${served}, ${mem.concurrency ?? 48} at a time without a pause, ${f(mem.seedRatePerS, 0)}/s, ${mem.seedErrors} errors${held}; RSS read from /proc every 250 ms):`);
   lines.push('');
   lines.push(`| ${users} | RSS MiB | s |`);
   lines.push('|---:|---:|---:|');

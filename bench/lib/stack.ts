@@ -32,6 +32,7 @@ export const CONTACTS = `${SCOPE}contacts.readonly`;
 export const SIGN_IN_SCOPES = ['openid', 'email', 'profile', DRIVE, CALENDAR, GMAIL, CONTACTS];
 
 export const GET_ACCESS_TOKEN_PATH = '/tokenbroker.v1.TokenBrokerService/GetAccessToken';
+export const EXCHANGE_CODE_PATH = '/tokenbroker.v1.TokenBrokerService/ExchangeCode';
 
 /** A broker process and how long it took to serve. */
 export interface BrokerProcess {

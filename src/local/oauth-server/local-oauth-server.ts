@@ -166,9 +166,13 @@ export class LocalOAuthServer implements ControlTarget {
     this.registry.armRotation(sub);
   }
 
-  /** Makes a new key current; the previous one stays published, as Google keeps two. */
-  rotateSigningKeys(): void {
-    this.keys.rotate();
+  /**
+   * Makes a new key current; the previous one stays published, as Google keeps two.
+   * `modulusBits` (default 2048, as Google's) makes a smaller key for load that only needs
+   * sign-ins to be cheap: a 2048-bit RSA signature costs about 0.28 ms of CPU here, a 1024-bit one 0.08 ms.
+   */
+  rotateSigningKeys(modulusBits?: number): void {
+    this.keys.rotate(modulusBits);
   }
 
   /** Signs arbitrary claims exactly as given with the current key (or spoiled as `signature` asks). */

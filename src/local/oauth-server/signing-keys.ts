@@ -21,8 +21,14 @@ export interface PublicJwk {
 // before a rotation keep verifying while caches catch up.
 const PUBLISHED_KEY_COUNT = 2;
 
-function generateSigningKey(): SigningKey {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+/** Google's ID-token keys are 2048-bit RSA. */
+const DEFAULT_MODULUS_BITS = 2048;
+
+function generateSigningKey(modulusLength = DEFAULT_MODULUS_BITS): SigningKey {
+  if (!Number.isInteger(modulusLength) || modulusLength < 1024 || modulusLength > 8192) {
+    throw new Error(`SigningKeyRing: an RSA modulus of 1024 to 8192 bits, got ${modulusLength}`);
+  }
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength });
   return { kid: randomBytes(20).toString('hex'), privateKey, publicKey };
 }
 
@@ -49,9 +55,9 @@ export class SigningKeyRing {
     return this.unpublished;
   }
 
-  /** Makes a fresh key current and drops keys beyond the published history. */
-  rotate(): void {
-    this.published = [generateSigningKey(), ...this.published].slice(0, PUBLISHED_KEY_COUNT);
+  /** Makes a fresh key (of `modulusLength` bits, 2048 unless given) current and drops keys beyond the published history. */
+  rotate(modulusLength = DEFAULT_MODULUS_BITS): void {
+    this.published = [generateSigningKey(modulusLength), ...this.published].slice(0, PUBLISHED_KEY_COUNT);
   }
 
   /** `{kid: PEM}` as served at /oauth2/v1/certs. SPKI PEM: Node's verifier accepts it like an X.509 certificate. */
