@@ -43,9 +43,9 @@ export class FormPoster {
   // Idle pooled connections close after 4 s, before the 5 s a Node server
   // keeps them: reusing one the server is closing would reset a request
   // that may not be sent twice (a one-time code).
-  private readonly agents = {
-    'http:': new http.Agent({ keepAlive: true, scheduling: 'lifo', timeout: 4000 }),
-    'https:': new https.Agent({ keepAlive: true, scheduling: 'lifo', timeout: 4000 }),
+  private readonly transports: Record<string, { agent: http.Agent; request: typeof http.request } | undefined> = {
+    'http:': { agent: new http.Agent({ keepAlive: true, scheduling: 'lifo', timeout: 4000 }), request: http.request },
+    'https:': { agent: new https.Agent({ keepAlive: true, scheduling: 'lifo', timeout: 4000 }), request: https.request },
   };
 
   /**
@@ -55,9 +55,8 @@ export class FormPoster {
    */
   post(url: string, form: string, timeoutMs: number): Promise<string> {
     const target = new URL(url);
-    const agent = target.protocol === 'https:' ? this.agents['https:'] : target.protocol === 'http:' ? this.agents['http:'] : undefined;
-    if (!agent) return Promise.reject(new HttpTransportError('UNSUPPORTED_PROTOCOL'));
-    const send = target.protocol === 'https:' ? https.request : http.request;
+    const transport = this.transports[target.protocol];
+    if (!transport) return Promise.reject(new HttpTransportError('UNSUPPORTED_PROTOCOL'));
     return new Promise<string>((resolve, reject) => {
       let settled = false;
       const settle = (outcome: () => void) => {
@@ -72,9 +71,9 @@ export class FormPoster {
         fail(new HttpTransportError(code));
         req.destroy();
       };
-      const req = send(target, {
+      const req = transport.request(target, {
         method: 'POST',
-        agent,
+        agent: transport.agent,
         headers: {
           'content-type': 'application/x-www-form-urlencoded',
           'content-length': Buffer.byteLength(form),

@@ -84,16 +84,9 @@ export class GoogleOAuthClient implements GoogleOAuth {
   private readonly http = new FormPoster();
 
   constructor(private readonly options: GoogleOAuthClientOptions) {
-    this.client = new OAuth2Client({
-      clientId: options.clientId,
-      clientSecret: options.clientSecret,
-      endpoints: {
-        oauth2TokenUrl: options.endpoints.tokenUrl,
-        oauth2RevokeUrl: options.endpoints.revokeUrl,
-        oauth2FederatedSignonPemCertsUrl: options.endpoints.certsUrl,
-      },
-      issuers: [...options.endpoints.issuers],
-    });
+    // The library only checks ID tokens (audience and issuers passed per call) and carries
+    // the certs fetch: it needs neither the client secret nor the token and revoke URLs.
+    this.client = new OAuth2Client({ clientId: options.clientId });
     this.certs = new GoogleCerts(this.client, {
       url: options.endpoints.certsUrl,
       timeoutMs: options.timeoutMs,
